@@ -1,0 +1,46 @@
+"""The project's promises to a new user: set-up commands, CI, and the engine/app boundary."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    return re.findall(r"```bash\n(.+?)\n```", text)[:2]
+
+
+def test_readme_starts_with_install_and_test_commands():
+    install, test = _readme_commands()
+    assert "pip install torch==2.13.0" in install and "prdit-studio" in install
+    assert "pytest" in test
+
+
+def test_ci_runs_the_readme_test_command():
+    _, test = _readme_commands()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert test in ci.splitlines()
+
+
+def test_engine_does_not_import_qt_or_vtk():
+    code = (
+        "import sys, prdit, prdit.volume, prdit.cli, prdit.models, prdit.diffusion\n"
+        "bad=[m for m in ('PySide6','pyqtgraph','vtk') if m in sys.modules]\n"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_engine_sources_never_mention_qt():
+    offenders = []
+    for path in (ROOT / "prdit").rglob("*.py"):
+        text = path.read_text()
+        if re.search(r"^\s*(import|from)\s+(PySide6|pyqtgraph|vtk)\b", text, re.M):
+            offenders.append(str(path))
+    assert offenders == []
