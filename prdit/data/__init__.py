@@ -1,0 +1,1 @@
+"""Data: the chest-CT phantom, medical-format readers/writers, preprocessing and datasets."""
