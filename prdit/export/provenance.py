@@ -1,0 +1,146 @@
+"""Where a synthetic volume came from: model, checkpoint hash, seed, sampler, steps, software.
+
+The DICOM writer puts this into Derivation Description and the Contributing Equipment Sequence,
+so that anyone who finds the series in a PACS can tell it is synthetic and reproduce it. It is
+read from the JSON sidecar that ``prdit sample`` writes next to each ``sample_NNNNN.nii.gz``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+# Keys of a `prdit sample` sidecar that identify it as one (a `.npy` geometry sidecar has none).
+SAMPLE_SIDECAR_KEYS = ("model_name", "checkpoint_sha256", "sampler", "seed")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Everything needed to regenerate a sample; every field may be unknown (``None``)."""
+
+    model_name: str | None = None
+    checkpoint_sha256: str | None = None
+    seed: int | None = None
+    sampler: str | None = None
+    steps: int | None = None
+    k: int | None = None
+    software_version: str | None = None
+    checkpoint: str | None = None  # file name only: a full path would leak the user's folders
+
+    def __post_init__(self) -> None:
+        if self.checkpoint_sha256 is not None:
+            sha = str(self.checkpoint_sha256).strip().lower()
+            if not _SHA256_RE.match(sha):
+                raise ValueError(
+                    f"provenance checkpoint_sha256 must be 64 hex digits, got {self.checkpoint_sha256!r}"
+                )
+            object.__setattr__(self, "checkpoint_sha256", sha)
+        for name in ("seed", "steps", "k"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ValueError(f"provenance {name} must be an integer, got {value!r}")
+        for name in ("steps", "k"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"provenance {name} must be >= 1, got {value}")
+        if self.checkpoint is not None:
+            object.__setattr__(self, "checkpoint", Path(str(self.checkpoint)).name)
+
+    # ------------------------------------------------------------------ reading
+    @classmethod
+    def from_sidecar(cls, data: dict[str, Any], *, source: str = "sidecar") -> Provenance:
+        """Build from a ``prdit sample`` sidecar dict; unknown keys (input_size, hu_window, ...) are ignored.
+
+        Raises ``ValueError`` naming ``source`` and the key when a value has the wrong type.
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"{source}: expected a JSON object, got {type(data).__name__}")
+
+        def text(key: str) -> str | None:
+            value = data.get(key)
+            if value is None:
+                return None
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                raise ValueError(f"{source}: '{key}' must be a string, got {value!r}")
+            return str(value)
+
+        def integer(key: str) -> int | None:
+            value = data.get(key)
+            if value is None:
+                return None
+            if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+                raise ValueError(f"{source}: '{key}' must be an integer, got {value!r}")
+            try:
+                number = float(value)
+            except ValueError:
+                raise ValueError(f"{source}: '{key}' must be an integer, got {value!r}") from None
+            if not number.is_integer():
+                raise ValueError(f"{source}: '{key}' must be an integer, got {value!r}")
+            return int(number)
+
+        try:
+            return cls(
+                model_name=text("model_name"),
+                checkpoint_sha256=text("checkpoint_sha256"),
+                seed=integer("seed"),
+                sampler=text("sampler"),
+                steps=integer("steps"),
+                k=integer("k"),
+                software_version=text("software_version"),
+                checkpoint=text("checkpoint"),
+            )
+        except ValueError as exc:
+            if str(exc).startswith(source):
+                raise
+            raise ValueError(f"{source}: {exc}") from None
+
+    @classmethod
+    def from_sidecar_file(cls, path: str | Path) -> Provenance:
+        """Read a sidecar JSON file; errors name the file."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not valid JSON ({exc})") from None
+        return cls.from_sidecar(data, source=str(path))
+
+    @staticmethod
+    def is_sample_sidecar(data: Any) -> bool:
+        """True when a JSON object looks like a ``prdit sample`` sidecar (not a geometry sidecar)."""
+        return isinstance(data, dict) and any(key in data for key in SAMPLE_SIDECAR_KEYS)
+
+    # ------------------------------------------------------------------ writing
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def is_empty(self) -> bool:
+        return all(value is None for value in asdict(self).values())
+
+    def summary(self) -> str:
+        """One line for DICOM text fields: ``model=...; checkpoint_sha256=...; seed=...; ...``.
+
+        Only known fields are listed; the order is fixed so the text is easy to parse back.
+        """
+        parts = []
+        if self.model_name is not None:
+            parts.append(f"model={self.model_name}")
+        if self.checkpoint is not None:
+            parts.append(f"checkpoint={self.checkpoint}")
+        if self.checkpoint_sha256 is not None:
+            parts.append(f"checkpoint_sha256={self.checkpoint_sha256}")
+        if self.seed is not None:
+            parts.append(f"seed={self.seed}")
+        if self.sampler is not None:
+            parts.append(f"sampler={self.sampler}")
+        if self.steps is not None:
+            parts.append(f"steps={self.steps}")
+        if self.k is not None:
+            parts.append(f"k={self.k}")
+        if self.software_version is not None:
+            parts.append(f"software=prdit {self.software_version}")
+        return "; ".join(parts) if parts else "provenance unknown"
