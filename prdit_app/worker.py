@@ -1,0 +1,567 @@
+"""Run the engine's sampler off the GUI thread and stream its x0_hat to the views.
+
+Why it is built this way:
+
+* The sampler is a generator of ``Step`` events (``prdit.diffusion``). A :class:`SamplingWorker`
+  (a ``QObject`` moved to a ``QThread``) iterates it, so the GUI thread never runs a forward pass.
+* Volumes are big (128^3 float32 = 8 MB per sample) and steps can outpace the views. The worker
+  hands each step to a :class:`LatestSlot`: a lock-protected *single-item* mailbox. The queued
+  signal it emits says only "new data"; the GUI takes whatever is newest. A slow view therefore
+  skips frames instead of building a queue of stale volumes (memory stays flat, latency stays one
+  frame). The signal is emitted only when the mailbox was empty, so at most one such event is
+  ever pending in the GUI's event queue.
+* Cancel sets a flag that the worker checks between steps; it then closes the generator
+  (``gen.close()``), so the engine's ``finally`` blocks run and no further model call starts:
+  a cancel takes effect within one step.
+* The worker never touches widgets. It reports through signals (``failed`` carries a title and a
+  message for a dialog) and the GUI decides what to show.
+* Everything the worker thread would otherwise import lazily (the engine modules) is imported by
+  :func:`preload_engine` on the GUI thread before the window shows: a first-time import of
+  hundreds of modules holds the interpreter lock and would freeze the event loop for 100+ ms.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from prdit.data.normalize import HUWindow
+from prdit.volume import Volume
+
+# --------------------------------------------------------------------------- threads
+#: Intra-op threads torch uses while the studio samples. Measured on the 2-core CI machine
+#: (benchmarks/bench_gui_stall.py, docs/benchmarks.md "Studio generation"): 2 threads give the
+#: best step time and the GUI's worst event-loop gap stays far below 100 ms, because torch kernels
+#: release the interpreter lock and the OS scheduler still gives the GUI thread its turn.
+DEFAULT_TORCH_THREADS = 2
+
+
+def recommended_torch_threads(cpu_count: int | None = None) -> int:
+    """Threads for sampling on CPU: all cores up to 8, but at least 1.
+
+    Beyond ~8 threads small 3D models stop scaling; the GUI thread needs no core of its own
+    because it sleeps in the event loop almost all the time.
+    """
+    env = os.environ.get("PRDIT_TORCH_THREADS")
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError as exc:
+            raise ValueError(f"PRDIT_TORCH_THREADS must be an integer, got {env!r}") from exc
+    n = cpu_count if cpu_count is not None else (os.cpu_count() or DEFAULT_TORCH_THREADS)
+    return max(1, min(8, n))
+
+
+_ENGINE_MODULES = ("prdit.models", "prdit.diffusion", "prdit.checkpoint", "prdit.sampling")
+
+
+def preload_engine() -> list[str]:
+    """Import the engine on the calling (GUI) thread; return the modules that are not available.
+
+    Call it before the main window shows (see the module docstring for why).
+    """
+    missing = []
+    for name in _ENGINE_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    return missing
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` -> CUDA when present, else CPU; ``"cuda"`` fails clearly when there is none."""
+    name = (device or "auto").lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was requested but this torch build sees no CUDA GPU; choose CPU")
+    if name not in ("cpu",) and not name.startswith("cuda"):
+        raise ValueError(f"unknown device {device!r}; use auto, cpu or cuda")
+    return torch.device(name)
+
+
+# --------------------------------------------------------------------------- mailbox
+class LatestSlot:
+    """A single-item, thread-safe mailbox: ``put`` overwrites, ``take`` empties.
+
+    ``put`` returns True when the slot was empty, i.e. when the consumer must be woken; if it was
+    full, the consumer has a wake-up pending already and will find the newer item.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._item: Any = None
+        self._full = False
+        self.dropped = 0  # items overwritten before anyone took them (frames the views skipped)
+
+    def put(self, item: Any) -> bool:
+        with self._lock:
+            was_empty = not self._full
+            if self._full:
+                self.dropped += 1
+            self._item = item
+            self._full = True
+            return was_empty
+
+    def take(self) -> Any:
+        """The newest item, or None when there is none."""
+        with self._lock:
+            item, self._item, self._full = self._item, None, False
+            return item
+
+
+# --------------------------------------------------------------------------- data passed to the GUI
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the studio shows about a model and needs to turn samples into HU volumes."""
+
+    model_name: str
+    input_size: int
+    hu_window: HUWindow = field(default_factory=HUWindow)
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    sha256: str = ""
+    step: int | None = None
+    path: str = ""
+
+    @property
+    def size_label(self) -> str:
+        """``PRDiT-B/12/4`` -> ``B``; the family's width/heads letter."""
+        try:
+            return self.model_name.split("-", 1)[1].split("/", 1)[0]
+        except IndexError:
+            return "?"
+
+    @property
+    def variant_label(self) -> str:
+        """Human summary: "stage 1 (local denoiser only)" or "stage 2, 4 DiT blocks"."""
+        try:
+            depth = int(self.model_name.rsplit("/", 1)[1])
+        except (IndexError, ValueError):
+            return "unknown variant"
+        if depth == 0:
+            return "stage 1: local patch denoiser"
+        return f"stage 2: local denoiser + {depth} DiT block{'s' if depth != 1 else ''}"
+
+    @classmethod
+    def from_any(cls, info: Any, path: str = "") -> ModelInfo:
+        """Normalise the engine's checkpoint info (dataclass, dict or object) into this record."""
+        if isinstance(info, ModelInfo):
+            return info if not path else replace(info, path=path)
+
+        def get(key: str, default: Any = None) -> Any:
+            if isinstance(info, dict):
+                return info.get(key, default)
+            return getattr(info, key, default)
+
+        name = get("model_name") or get("name")
+        size = get("input_size")
+        if not name or not size:
+            raise ValueError(f"checkpoint {path or '<in memory>'} does not record model_name and input_size")
+        window = get("hu_window")
+        if isinstance(window, dict) or window is None:
+            window = HUWindow.from_dict(window)
+        spacing = get("spacing") or (1.0, 1.0, 1.0)
+        spacing = tuple(float(s) for s in np.broadcast_to(np.asarray(spacing, dtype=float).reshape(-1), (3,)))
+        step = get("step")
+        return cls(
+            model_name=str(name),
+            input_size=int(size),
+            hu_window=window,
+            spacing=spacing,  # type: ignore[arg-type]
+            sha256=str(get("sha256") or get("checkpoint_sha256") or ""),
+            step=int(step) if step is not None else None,
+            path=path or str(get("path") or ""),
+        )
+
+
+@dataclass(frozen=True)
+class SampleRequest:
+    """Everything one Generate run needs. Either ``checkpoint`` or ``model`` (+``model_info``)."""
+
+    checkpoint: Path | None = None
+    sampler: str = "hot"
+    steps: int = 50
+    k: int = 2
+    seed: int = 0
+    num_samples: int = 1
+    device: str = "auto"
+    record_xt: bool = True
+    torch_threads: int | None = None
+    model: Any = None  # an nn.Module already in memory (tests, the benchmark)
+    model_info: ModelInfo | None = None
+
+    def validate(self) -> None:
+        if self.sampler not in ("hot", "cold"):
+            raise ValueError(f"sampler must be 'hot' or 'cold', got {self.sampler!r}")
+        if self.steps < 1:
+            raise ValueError(f"steps must be at least 1, got {self.steps}")
+        if self.sampler == "hot" and self.k < 1:
+            raise ValueError(f"the hot sampler needs k >= 1, got {self.k}")
+        if self.num_samples < 1:
+            raise ValueError(f"number of samples must be at least 1, got {self.num_samples}")
+        if not 0 <= self.seed < 2**63:
+            raise ValueError(f"seed must be in [0, 2^63), got {self.seed}")
+        if self.model is None and self.checkpoint is None:
+            raise ValueError("no model chosen: open a checkpoint first")
+        if self.model is not None and self.model_info is None:
+            raise ValueError("an in-memory model needs model_info")
+
+    def seeds(self) -> list[int]:
+        """One seed per sample (seed, seed+1, ...), as ``prdit sample`` numbers them."""
+        return [self.seed + i for i in range(self.num_samples)]
+
+
+@dataclass(frozen=True)
+class StepUpdate:
+    """One step, already in HU, as the GUI receives it."""
+
+    index: int  # 0-based
+    total: int
+    t: int
+    x0_hu: np.ndarray  # (B, D, H, W) float32 HU
+    xt_hu: np.ndarray | None  # (B, D, H, W) float32, x_t mapped linearly to HU (not clipped)
+    elapsed_s: float  # since the first model call
+    steps_per_s: float
+    eta_s: float
+    final: bool
+
+
+@dataclass
+class SamplingResult:
+    """A finished (or cancelled) run: one Volume per sample, plus what made it."""
+
+    status: str  # "done" or "cancelled"
+    volumes: list[Volume]
+    info: ModelInfo
+    request: SampleRequest
+    steps_done: int
+    elapsed_s: float
+
+
+# --------------------------------------------------------------------------- the engine seam
+StepSource = Callable[["SamplingWorker"], tuple[Iterator[Any], ModelInfo]]
+
+
+def load_model(request: SampleRequest, device: torch.device) -> tuple[Any, ModelInfo]:
+    """The model and its info for a request (loads the checkpoint on the worker thread)."""
+    if request.model is not None:
+        return request.model.to(device).eval(), request.model_info  # type: ignore[return-value]
+    path = Path(request.checkpoint)  # type: ignore[arg-type]
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    from prdit.checkpoint import load_for_inference
+
+    model, info = load_for_inference(path, device, use_ema=True)
+    return model.eval(), ModelInfo.from_any(info, path=str(path))
+
+
+def engine_step_source(request: SampleRequest) -> StepSource:
+    """The real source: load the model, then run ``prdit.diffusion.sample`` with per-sample seeds."""
+
+    def open_source(worker: SamplingWorker) -> tuple[Iterator[Any], ModelInfo]:
+        from prdit import diffusion
+
+        device = resolve_device(request.device)
+        worker.status.emit(f"Loading model on {device.type.upper()}…")
+        model, info = load_model(request, device)
+        size = info.input_size
+        shape = (request.num_samples, 1, size, size, size)
+        # Per-sample generators on the CPU: the same seed gives the same volume on any device,
+        # and sample i of a batch equals a single run with seed + i.
+        gens = [torch.Generator().manual_seed(s) for s in request.seeds()]
+        gen = diffusion.sample(
+            model,
+            shape,
+            sampler=request.sampler,
+            steps=request.steps,
+            k=request.k,
+            generator=gens,
+            device=device,
+            return_xt=request.record_xt,
+        )
+        return gen, info
+
+    return open_source
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    """``[B, 1, D, H, W]`` (or ``[B, D, H, W]``) tensor/array -> float32 numpy ``(B, D, H, W)``."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().to("cpu", torch.float32).numpy()
+    arr = np.asarray(x, dtype=np.float32)
+    if arr.ndim == 5:
+        if arr.shape[1] != 1:
+            raise ValueError(f"expected one image channel, got shape {arr.shape}")
+        arr = arr[:, 0]
+    if arr.ndim == 3:
+        arr = arr[None]
+    if arr.ndim != 4:
+        raise ValueError(f"expected a [B, 1, D, H, W] volume batch, got shape {arr.shape}")
+    return arr
+
+
+def xt_to_hu(window: HUWindow, x: np.ndarray) -> np.ndarray:
+    """Linear model-scale -> HU map *without* clipping, so the noise in x_t stays visible."""
+    return ((x + 1.0) * 0.5 * (window.high - window.low) + window.low).astype(np.float32, copy=False)
+
+
+def make_volume(hu: np.ndarray, info: ModelInfo, **metadata: Any) -> Volume:
+    """A generated volume in patient space: the model's voxel spacing, centred on the origin."""
+    spacing = np.asarray(info.spacing, dtype=float)
+    size_ijk = np.asarray(hu.shape[::-1], dtype=float)
+    origin = -(size_ijk - 1.0) / 2.0 * spacing
+    array = np.ascontiguousarray(hu, dtype=np.float32)
+    return Volume(array, tuple(spacing), tuple(origin), np.eye(3), metadata)
+
+
+def describe_error(
+    exc: BaseException, request: SampleRequest | None = None, phase: str = "sample"
+) -> tuple[str, str]:
+    """(title, message) for a dialog: name what failed and what the user can change."""
+    text = str(exc) or exc.__class__.__name__
+    if isinstance(exc, MemoryError) or "out of memory" in text.lower():
+        n = request.num_samples if request else "?"
+        return (
+            "Out of memory",
+            f"Sampling ran out of memory ({text.splitlines()[0]}).\n\n"
+            f"Try fewer samples (now {n}), a smaller model, or the other device.",
+        )
+    if phase == "load":
+        where = request.checkpoint if request is not None and request.checkpoint is not None else "the model"
+        return ("Cannot load the model", f"{where}:\n{exc.__class__.__name__}: {text}")
+    if phase == "settings":
+        return ("Invalid generation settings", text)
+    return ("Generation failed", f"{exc.__class__.__name__}: {text}")
+
+
+# --------------------------------------------------------------------------- the worker
+class SamplingWorker(QObject):
+    """Iterates a step source on its own thread; never touches widgets.
+
+    Signals (all delivered queued to the GUI thread):
+      * ``dataReady()`` — the :class:`LatestSlot` has a new :class:`StepUpdate`;
+      * ``status(str)`` — a phase label ("Loading model…", "Sampling…");
+      * ``finished(object)`` — a :class:`SamplingResult` (done or cancelled);
+      * ``failed(str, str)`` — (title, message) for an error dialog.
+    Exactly one of ``finished`` / ``failed`` is emitted per run.
+    """
+
+    dataReady = Signal()
+    status = Signal(str)
+    finished = Signal(object)
+    failed = Signal(str, str)
+
+    def __init__(
+        self,
+        request: SampleRequest,
+        source: StepSource | None = None,
+        slot: LatestSlot | None = None,
+        on_step: Callable[[StepUpdate], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.request = request
+        self.source = source or engine_step_source(request)
+        self.slot = slot or LatestSlot()
+        self.on_step = on_step  # called on the worker thread (e.g. the trajectory recorder)
+        self._cancel = threading.Event()
+        self.steps_emitted = 0  # every Step converted and handed over (views may skip some)
+        self.cancelled_at_step: int | None = None
+
+    def cancel(self) -> None:
+        """Thread-safe: ask the loop to stop after the step in progress."""
+        self._cancel.set()
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancel.is_set()
+
+    @Slot()
+    def run(self) -> None:
+        request = self.request
+        threads = request.torch_threads or recommended_torch_threads()
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        gen: Iterator[Any] | None = None
+        phase = "settings"
+        try:
+            request.validate()
+            phase = "load"
+            gen, info = self.source(self)
+            phase = "sample"
+            self.status.emit("Sampling…")
+            result = self._loop(gen, info)
+        except BaseException as exc:  # noqa: BLE001 - everything must reach the GUI as a dialog
+            title, message = describe_error(exc, request, phase)
+            self.failed.emit(title, message)
+            return
+        finally:
+            close = getattr(gen, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:  # pragma: no cover - a generator's cleanup failing is not fatal
+                    pass
+        self.finished.emit(result)
+
+    def _loop(self, gen: Iterator[Any], info: ModelInfo) -> SamplingResult:
+        window = info.hu_window
+        start = time.perf_counter()
+        last: StepUpdate | None = None
+        final_sample: Any = None
+        status = "done"
+        for step in gen:
+            total = int(step.total)
+            index = int(step.index)
+            x0_hu = window.to_hu(_to_numpy(step.x0_hat)).astype(np.float32, copy=False)
+            xt = getattr(step, "x_t", None)
+            xt_hu = xt_to_hu(window, _to_numpy(xt)) if xt is not None else None
+            sample = getattr(step, "sample", None)
+            if sample is not None:
+                final_sample = sample
+            elapsed = time.perf_counter() - start
+            done = index + 1
+            rate = done / elapsed if elapsed > 0 else 0.0
+            eta = (total - done) / rate if rate > 0 else math.inf
+            update = StepUpdate(index, total, int(step.t), x0_hu, xt_hu, elapsed, rate, eta, done >= total)
+            self.steps_emitted += 1
+            if self.on_step is not None:
+                self.on_step(update)
+            if self.slot.put(update):
+                self.dataReady.emit()
+            last = update
+            if self._cancel.is_set() and done < total:
+                self.cancelled_at_step = index
+                status = "cancelled"
+                break
+        elapsed = time.perf_counter() - start
+        if last is None:
+            return SamplingResult(status, [], info, self.request, 0, elapsed)
+        if final_sample is not None and status == "done":
+            final_hu = window.to_hu(_to_numpy(final_sample)).astype(np.float32, copy=False)
+        else:
+            final_hu = last.x0_hu
+        volumes = [
+            make_volume(
+                final_hu[b],
+                info,
+                seed=self.request.seeds()[b] if b < self.request.num_samples else None,
+                sampler=self.request.sampler,
+                steps=self.request.steps,
+                k=self.request.k if self.request.sampler == "hot" else None,
+                model_name=info.model_name,
+                checkpoint=info.path,
+                checkpoint_sha256=info.sha256,
+                status=status,
+                steps_done=last.index + 1,
+            )
+            for b in range(final_hu.shape[0])
+        ]
+        return SamplingResult(status, volumes, info, self.request, last.index + 1, elapsed)
+
+
+# --------------------------------------------------------------------------- GUI-side controller
+class SamplingController(QObject):
+    """Owns the thread of one run at a time; lives on the GUI thread.
+
+    Signals: ``stepReady(StepUpdate)`` (only the newest; frames may be skipped), ``status(str)``,
+    ``finished(SamplingResult)``, ``failed(str, str)``, ``runningChanged(bool)``.
+    """
+
+    stepReady = Signal(object)
+    status = Signal(str)
+    finished = Signal(object)
+    failed = Signal(str, str)
+    runningChanged = Signal(bool)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._thread: QThread | None = None
+        self._worker: SamplingWorker | None = None
+        self._slot = LatestSlot()
+        self.last_update: StepUpdate | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    @property
+    def worker(self) -> SamplingWorker | None:
+        """The current (or last) worker, for counters such as ``steps_emitted``."""
+        return self._worker
+
+    def start(
+        self,
+        request: SampleRequest,
+        source: StepSource | None = None,
+        on_step: Callable[[StepUpdate], None] | None = None,
+    ) -> SamplingWorker:
+        if self._thread is not None:
+            raise RuntimeError("a generation is already running; cancel it first")
+        self._slot = LatestSlot()
+        self.last_update = None
+        worker = SamplingWorker(request, source, self._slot, on_step)
+        thread = QThread()
+        thread.setObjectName("prdit-sampling")
+        worker.moveToThread(thread)
+        thread.started.connect(worker.run)
+        worker.dataReady.connect(self._on_data_ready)
+        worker.status.connect(self.status)
+        worker.finished.connect(self._on_finished)
+        worker.failed.connect(self._on_failed)
+        self._worker, self._thread = worker, thread
+        thread.start()
+        self.runningChanged.emit(True)
+        return worker
+
+    def cancel(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+
+    def shutdown(self, timeout_ms: int = 30000) -> None:
+        """Cancel and wait (window closing); the worker stops after its current step."""
+        thread = self._thread
+        if thread is None:
+            return
+        self.cancel()
+        thread.quit()
+        thread.wait(timeout_ms)
+
+    # -- slots on the GUI thread
+    @Slot()
+    def _on_data_ready(self) -> None:
+        update = self._slot.take()
+        if update is not None:
+            self.last_update = update
+            self.stepReady.emit(update)
+
+    def _end(self) -> None:
+        self._on_data_ready()  # the newest step is always shown, even if its wake-up raced the end
+        thread = self._thread
+        self._thread = None
+        if thread is not None:
+            thread.quit()
+            thread.wait()
+            thread.deleteLater()
+        self.runningChanged.emit(False)
+
+    @Slot(object)
+    def _on_finished(self, result: SamplingResult) -> None:
+        self._end()
+        self.finished.emit(result)
+
+    @Slot(str, str)
+    def _on_failed(self, title: str, message: str) -> None:
+        self._end()
+        self.failed.emit(title, message)
