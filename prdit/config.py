@@ -24,10 +24,6 @@ import yaml
 
 from prdit.paths import resource
 
-MODEL_NAME_RE = re.compile(r"^PRDiT-(XS|S|B|L|XL)/(\d+)/(\d+)$")
-MODEL_SIZES = ("XS", "S", "B", "L", "XL")
-MODEL_PATCHES = (4, 10, 12, 14, 16)
-
 
 class ConfigError(ValueError):
     """A configuration the run cannot use; the message names the key (``train.lr``) and the fix."""
@@ -154,28 +150,26 @@ class Config:
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def parse_model_name(name: str, key: str = "model name") -> tuple[str, int, int]:
-    """``"PRDiT-B/12/4"`` -> ``("B", 12, 4)``; raises ConfigError naming ``key`` and the allowed forms."""
-    m = MODEL_NAME_RE.match(str(name))
-    if not m:
-        raise ConfigError(
-            f"{key}: {name!r} is not of the form PRDiT-{{size}}/{{patch}}/{{depth}} "
-            f"with size in {list(MODEL_SIZES)}, e.g. 'PRDiT-B/12/4'"
-        )
-    size, patch, depth = m.group(1), int(m.group(2)), int(m.group(3))
-    if patch not in MODEL_PATCHES:
-        raise ConfigError(f"{key}: {name!r}: patch must be one of {list(MODEL_PATCHES)}, got {patch}")
-    if patch == 4 and (size != "XS" or depth > 1):
-        raise ConfigError(f"{key}: {name!r}: patch 4 exists only as PRDiT-XS/4/0 and PRDiT-XS/4/1")
-    return size, patch, depth
+def model_spec(name: str, key: str = "model.name", input_size: int | None = None) -> Any:
+    """The engine registry's configuration for ``name`` (checked at ``input_size`` when given).
 
+    Delegates to :mod:`prdit.models.registry` (the single source of truth for variant names and
+    for which sizes a patch grid tiles) and re-raises its errors as ConfigError naming ``key``.
+    """
+    from prdit.models.registry import model_config, parse_model_name
 
-def model_stride(name: str) -> int:
-    """Output patch edge (token stride) of a variant: 8, except the two special XS/4 models."""
-    size, patch, depth = parse_model_name(name)
-    if patch == 4:
-        return 4 if depth == 0 else 2
-    return 8
+    try:
+        _, _, _, _, stride, _, _ = parse_model_name(name)
+        if input_size is None:
+            for size in range(stride, 1025, stride):
+                try:
+                    return model_config(name, input_size=size)
+                except ValueError:
+                    continue
+            raise ValueError(f"no input size up to 1024 fits the patch grid of {name}")
+        return model_config(name, input_size=int(input_size))
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
 
 
 def _to_plain(value: Any) -> Any:
@@ -299,10 +293,6 @@ def _positive(cfg: Config, key: str, minimum: float = 1) -> None:
 
 def validate(cfg: Config, world_size: int = 1) -> Config:
     """Cross-field checks (types were checked on load). Returns ``cfg`` for chaining."""
-    parse_model_name(cfg.model.name, "model.name")
-    if cfg.stage == 3:
-        parse_model_name(cfg.model.highres_name, "model.highres_name")
-    stride = model_stride(cfg.model.name)
     for key in (
         "model.input_size",
         "diffusion.num_timesteps",
@@ -328,11 +318,7 @@ def validate(cfg: Config, world_size: int = 1) -> Config:
         "train.weight_decay",
     ):
         _positive(cfg, key, 0)
-    if cfg.model.input_size % stride:
-        raise ConfigError(
-            f"model.input_size: {cfg.model.input_size} is not a multiple of the token stride {stride} "
-            f"of {cfg.model.name}"
-        )
+    spec = model_spec(cfg.model.name, "model.name")
     if not 0 < cfg.train.lr < 1:
         raise ConfigError(f"train.lr: must be in (0, 1), got {cfg.train.lr}")
     if not 0 <= cfg.train.ema_decay < 1:
@@ -365,33 +351,35 @@ def validate(cfg: Config, world_size: int = 1) -> Config:
         raise ConfigError(
             "model.init_from: only stages 2 and 3 start from a checkpoint (use --resume to continue)"
         )
-    _, _, depth = parse_model_name(cfg.model.name)
-    if cfg.stage == 1 and depth != 0:
+    if cfg.stage == 1 and spec.depth != 0:
         raise ConfigError(
             f"model.name: stage 1 trains the local denoiser only (depth 0), got {cfg.model.name}"
         )
-    if cfg.stage == 2 and depth == 0:
+    if cfg.stage == 2 and spec.depth == 0:
         raise ConfigError(
             f"model.name: stage 2 trains the global branch, so depth must be > 0, got {cfg.model.name}"
         )
-    if cfg.stage == 3:
-        if not cfg.model.base_size:
-            raise ConfigError("model.base_size: stage 3 needs the frozen base model's input size (e.g. 128)")
-        if cfg.model.input_size <= cfg.model.base_size or cfg.model.input_size % cfg.model.base_size:
-            raise ConfigError(
-                f"model.input_size: stage 3 needs an integer multiple of model.base_size "
-                f"({cfg.model.base_size}), larger than it; got {cfg.model.input_size}"
-            )
-        hs = model_stride(cfg.model.highres_name)
-        if parse_model_name(cfg.model.highres_name)[2] != 0:
-            raise ConfigError(
-                f"model.highres_name: the residual branch is a local denoiser (depth 0), "
-                f"got {cfg.model.highres_name}"
-            )
-        if cfg.model.input_size % hs:
-            raise ConfigError(f"model.input_size: not a multiple of {cfg.model.highres_name}'s stride {hs}")
-    elif cfg.model.base_size is not None:
-        raise ConfigError("model.base_size: only used by stage 3")
+    if cfg.stage != 3:
+        if cfg.model.base_size is not None:
+            raise ConfigError("model.base_size: only used by stage 3")
+        model_spec(cfg.model.name, "model.input_size", cfg.model.input_size)
+        return cfg
+    # Stage 3: a frozen base at base_size reused at input_size (an integer multiple of it).
+    if not cfg.model.base_size:
+        raise ConfigError("model.base_size: stage 3 needs the frozen base model's input size (e.g. 128)")
+    model_spec(cfg.model.name, "model.base_size", cfg.model.base_size)
+    if cfg.model.input_size <= cfg.model.base_size or cfg.model.input_size % cfg.model.base_size:
+        raise ConfigError(
+            f"model.input_size: stage 3 needs an integer multiple of model.base_size "
+            f"({cfg.model.base_size}), larger than it; got {cfg.model.input_size}"
+        )
+    hr = model_spec(cfg.model.highres_name, "model.highres_name")
+    if hr.depth != 0:
+        raise ConfigError(
+            f"model.highres_name: the residual branch is a local denoiser (depth 0), "
+            f"got {cfg.model.highres_name}"
+        )
+    model_spec(cfg.model.highres_name, "model.input_size", cfg.model.input_size)
     return cfg
 
 
