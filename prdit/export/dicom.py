@@ -458,11 +458,15 @@ def write_ct_series(
             uid_root=uid_root,
         )
     else:
-        for what, given, have in (("patient name", patient_name, study.patient_name),
-                                  ("patient ID", patient_id, study.patient_id)):
+        for what, given, have in (
+            ("patient name", patient_name, study.patient_name),
+            ("patient ID", patient_id, study.patient_id),
+        ):
             if given is not None and given != have:
-                raise ValueError(f"{what} {given!r} differs from the shared study's {have!r}: "
-                                 "a study belongs to one patient")
+                raise ValueError(
+                    f"{what} {given!r} differs from the shared study's {have!r}: "
+                    "a study belongs to one patient"
+                )
         if uid_root is not None and study.uid_root != uid_root:
             study = replace(study, uid_root=uid_root)
     if provenance is None:
@@ -534,9 +538,14 @@ def write_ct_series_batch(
     for path in out_dirs:
         check_output_folder(path, overwrite=overwrite)
     shared = (
-        StudyContext.new(patient_name=patient_name, patient_id=patient_id,
-                         study_description=study_description, uid_root=uid_root)
-        if same_study else None
+        StudyContext.new(
+            patient_name=patient_name,
+            patient_id=patient_id,
+            study_description=study_description,
+            uid_root=uid_root,
+        )
+        if same_study
+        else None
     )
     total = sum(v.shape[0] for v in volumes)
     done = 0
