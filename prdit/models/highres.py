@@ -1,0 +1,218 @@
+"""Stage 3: reach 256^3 by reusing a frozen 128^3 PRDiT plus a full-resolution local residual.
+
+Spec section 5. For a noisy volume ``x`` at the high resolution:
+
+1. ``x_lo`` = nearest-neighbour downsample of ``x`` to the base model's size. Picking voxels (not
+   averaging) keeps the per-voxel noise level the base model was trained on.
+2. ``(n_lo, x0_lo) = base(x_lo, t)`` with the base frozen and run without gradients.
+3. Upsample: the image channel trilinearly (align_corners False), the noise channel nearest.
+4. Add a full-resolution correction from a new per-patch MLP denoiser (the stage-1 family: patch
+   12, stride 8, pad 2) with its own timestep embedder. Its read-out starts at zero, so a fresh
+   stage-3 model equals the upsampled base prediction, and its cost grows linearly with voxels.
+
+Only the new branch trains (:meth:`HighResPRDiT.trainable_parameters`); the base stays
+bit-identical. :meth:`HighResPRDiT.unfreeze_base` exists for the optional short joint fine-tune.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .embedding import TimestepEmbedder
+from .local_denoiser import LocalDenoiser, extract_patches, unpatchify
+from .prdit import PRDiT
+from .registry import PATCHES, STANDARD_STRIDE, InputSizeError, PRDiTConfig
+
+
+@dataclass(frozen=True)
+class HighResConfig:
+    """Stage-3 configuration; field names mirror :class:`PRDiTConfig` so callers can treat both alike.
+
+    ``patch``/``stride``/``pad`` describe the new full-resolution branch; ``hidden``/``heads``/``depth``
+    are the base model's; ``base`` is the base's full config (a dict, so this stays serialisable).
+    """
+
+    name: str
+    hidden: int
+    heads: int
+    patch: int
+    stride: int
+    pad: int
+    depth: int
+    input_size: int
+    in_channels: int
+    out_channels: int
+    attention: str | None
+    factor: int
+    base: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def branch(self) -> PRDiTConfig:
+        """The residual branch as a depth-0 PRDiT geometry (for tiling checks)."""
+        return PRDiTConfig(
+            f"{self.name} residual branch",
+            self.hidden,
+            self.heads,
+            self.patch,
+            self.stride,
+            self.pad,
+            0,
+            self.input_size,
+            self.in_channels,
+            self.out_channels,
+        )
+
+    @property
+    def token_dim(self) -> int:
+        return self.in_channels * self.patch**3
+
+    @property
+    def out_dim(self) -> int:
+        return self.stride**3 * self.out_channels
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> HighResConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"high-resolution config has unknown keys {unknown}; expected {sorted(known)}")
+        return cls(**data)
+
+
+class HighResPRDiT(nn.Module):
+    """Frozen low-resolution PRDiT + trainable full-resolution local residual; same call signature."""
+
+    def __init__(self, base: PRDiT, config: HighResConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.base = base
+        self.t_embedder = TimestepEmbedder(config.hidden, config.token_dim, None)
+        self.residual = LocalDenoiser(config.token_dim, config.out_dim)
+        for m in self.t_embedder.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+        for m in self.residual.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+        self.residual.zero_init()
+        self._base_frozen = False
+        self.freeze_base()
+
+    # ------------------------------------------------------------------ freezing
+    @property
+    def base_frozen(self) -> bool:
+        return self._base_frozen
+
+    def freeze_base(self) -> None:
+        for p in self.base.parameters():
+            p.requires_grad_(False)
+        self._base_frozen = True
+        self.train(self.training)
+
+    def unfreeze_base(self) -> None:
+        """For the optional joint fine-tune (spec: lr ~1e-7, grad clip 0.2)."""
+        for p in self.base.parameters():
+            p.requires_grad_(True)
+        self._base_frozen = False
+
+    def train(self, mode: bool = True) -> HighResPRDiT:
+        super().train(mode)
+        if self._base_frozen:
+            self.base.eval()
+        return self
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    def set_attention_backend(self, name: str | None) -> None:
+        self.base.set_attention_backend(name)
+
+    # ------------------------------------------------------------------ forward
+    def _check(self, x: torch.Tensor) -> tuple[int, int, int]:
+        c = self.config
+        if not isinstance(x, torch.Tensor) or x.ndim != 5 or x.shape[1] != c.in_channels:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"{c.name}: expected a volume batch [B, {c.in_channels}, D, H, W], got {shape}")
+        lo = []
+        for axis, size in zip("DHW", x.shape[2:], strict=True):
+            size = int(size)
+            if size % c.factor:
+                raise InputSizeError(
+                    f"{c.name}: edge {axis}={size} is not a multiple of the {c.factor}x factor between the "
+                    f"high-resolution branch ({c.input_size}) and the base model ({c.input_size // c.factor})"
+                )
+            c.branch.check_size(size, what=f"edge {axis}={size}")
+            self.base.config.check_size(size // c.factor, what=f"downsampled edge {axis}={size // c.factor}")
+            lo.append(size // c.factor)
+        return tuple(lo)  # type: ignore[return-value]
+
+    def upsampled_base(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Steps 1-3: the frozen base's prediction, brought to ``x``'s resolution."""
+        lo = self._check(x)
+        x_lo = F.interpolate(x, size=lo, mode="nearest")
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self._base_frozen):
+            out_lo = self.base(x_lo, t)
+        c = self.config.in_channels
+        noise = F.interpolate(out_lo[:, :c], size=x.shape[2:], mode="nearest")
+        image = F.interpolate(out_lo[:, c:], size=x.shape[2:], mode="trilinear", align_corners=False)
+        return torch.cat([noise, image], dim=1)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """High-resolution ``x`` ``[B, C, S, S, S]``, ``t`` ``[B]`` -> ``[B, 2C, S, S, S]`` [noise, image]."""
+        up = self.upsampled_base(x, t)  # validates x, and t through the base model
+        c = self.config
+        tokens, grid = extract_patches(x, c.patch, c.stride, c.pad)
+        t_vec = torch.as_tensor(t, device=x.device)
+        t_vec = t_vec.expand(x.shape[0]) if t_vec.ndim == 0 else t_vec
+        residual = self.residual(tokens, self.t_embedder.coarse_head(self.t_embedder.trunk(t_vec)))
+        return up + unpatchify(residual, grid, c.stride, c.out_channels)
+
+
+def build_highres_model(base_model: PRDiT, input_size: int = 256, patch: int = 12) -> HighResPRDiT:
+    """Wrap a trained low-resolution ``base_model`` (frozen) for ``input_size`` with a new residual
+    branch of patch ``patch`` (stride 8, reflect pad ``(patch - 8) // 2``)."""
+    if not isinstance(base_model, PRDiT):
+        raise TypeError(f"build_highres_model needs a PRDiT base model, got {type(base_model).__name__}")
+    bc = base_model.config
+    if bc.out_channels != 2 * bc.in_channels:
+        raise ValueError(
+            f"{bc.name}: stage 3 needs a base with [noise, image] outputs (out_channels = 2 * in_channels = "
+            f"{2 * bc.in_channels}), got out_channels {bc.out_channels}"
+        )
+    if patch not in PATCHES:
+        raise ValueError(f"stage-3 branch patch must be one of {PATCHES}, got {patch}")
+    if not isinstance(input_size, int) or input_size <= bc.input_size or input_size % bc.input_size:
+        raise InputSizeError(
+            f"stage-3 input_size must be an integer multiple (> 1x) of the base model's {bc.input_size}, "
+            f"e.g. {2 * bc.input_size}; got {input_size!r}"
+        )
+    config = HighResConfig(
+        name=f"{bc.name}+HR{input_size}",
+        hidden=bc.hidden,
+        heads=bc.heads,
+        patch=patch,
+        stride=STANDARD_STRIDE,
+        pad=(patch - STANDARD_STRIDE) // 2,
+        depth=bc.depth,
+        input_size=input_size,
+        in_channels=bc.in_channels,
+        out_channels=bc.out_channels,
+        attention=bc.attention,
+        factor=input_size // bc.input_size,
+        base=bc.to_dict(),
+    )
+    config.branch.check_size(input_size)
+    return HighResPRDiT(base_model, config)
