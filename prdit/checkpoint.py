@@ -366,20 +366,20 @@ class InferenceInfo:
         return self.model_name
 
 
-def build_model_from_meta(meta: dict[str, Any], attention: str = "auto") -> nn.Module:
-    """A fresh (untrained) network of the variant and size that ``meta`` describes."""
-    from prdit.models import build_model
+def build_model_from_meta(meta: dict[str, Any], attention: str | None = None) -> nn.Module:
+    """A fresh (untrained) network of the variant and size that ``meta`` describes.
 
-    stage = int(meta.get("stage", 1))
-    if stage == 3:
-        from prdit.models import build_highres_model
+    Stage 3 (``meta["stage"] == 3``): the base variant at ``base_size`` wrapped, frozen, by a
+    full-resolution residual branch at ``input_size``.
+    """
+    from prdit.models import build_highres_model, build_model
 
+    if attention == "auto":
+        attention = None  # follow the process default ($PRDIT_ATTENTION, else auto)
+    if int(meta.get("stage", 1)) == 3:
+        base = build_model(meta["model_name"], input_size=int(meta["base_size"]), attention=attention)
         return build_highres_model(
-            meta["model_name"],
-            base_size=int(meta["base_size"]),
-            input_size=int(meta["input_size"]),
-            highres_name=meta.get("highres_name", "PRDiT-B/12/0"),
-            attention=attention,
+            base, input_size=int(meta["input_size"]), patch=int(meta.get("highres_patch", 12))
         )
     return build_model(meta["model_name"], input_size=int(meta["input_size"]), attention=attention)
 
@@ -417,27 +417,14 @@ def infer_variant(state: dict[str, torch.Tensor]) -> tuple[str, int | None]:
     return name, input_size
 
 
-def _load_into(model: nn.Module, state: dict[str, torch.Tensor], what: str, source: Path) -> None:
-    """Strict about parameters (names and shapes); tolerant only of missing recomputable buffers."""
-    own = model.state_dict()
-    params = {n for n, _ in model.named_parameters()}
-    missing = sorted(k for k in own if k not in state and k in params)
-    unexpected = sorted(k for k in state if k not in own)
-    wrong = [
-        f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in own
-        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
-    ]
-    if missing or unexpected or wrong:
-        parts = []
-        if wrong:
-            parts.append(f"{len(wrong)} tensors of another shape (e.g. {wrong[0]})")
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
-        raise CheckpointError(f"checkpoint {source}: the weights are not for {what}: " + "; ".join(parts))
-    model.load_state_dict(state, strict=False)
+def _load_into(model: nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
+    """Strict load (names and shapes); the engine's error lists every key that does not fit."""
+    from prdit.models import load_weights
+
+    try:
+        load_weights(model, state)
+    except ValueError as exc:
+        raise CheckpointError(f"checkpoint {source}: {exc}") from None
 
 
 def _pick_state(obj: Any, use_ema: bool, source: Path) -> tuple[dict[str, torch.Tensor], str]:
@@ -472,7 +459,7 @@ def load_for_inference(
     input_size: int | None = None,
     hu_window: HUWindow | None = None,
     spacing: tuple[float, float, float] | None = None,
-    attention: str = "auto",
+    attention: str | None = None,
 ) -> tuple[nn.Module, InferenceInfo]:
     """A ready-to-sample model (eval mode, on ``device``) and what it is.
 
@@ -536,8 +523,7 @@ def load_for_inference(
         raise CheckpointError(
             f"checkpoint {source}: cannot build {meta.get('model_name')!r} ({exc})"
         ) from exc
-    what = f"{meta['model_name']} at {meta['input_size']}^3"
-    _load_into(model, state, what, source)
+    _load_into(model, state, source)
     model.to(device).eval()
     window = hu_window or HUWindow.from_dict(meta.get("hu_window"))
     info = InferenceInfo(
@@ -551,7 +537,7 @@ def load_for_inference(
         weights=str(kind),
         stage=int(meta.get("stage", 1)),
         base_size=int(meta["base_size"]) if meta.get("base_size") else None,
-        extra={k: meta[k] for k in ("config", "highres_name") if k in meta},
+        extra={k: meta[k] for k in ("config", "highres_patch") if k in meta},
     )
     return model, info
 
@@ -577,7 +563,7 @@ def export_model(
         "input_size",
         "stage",
         "base_size",
-        "highres_name",
+        "highres_patch",
         "hu_window",
         "spacing",
         "step",

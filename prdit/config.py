@@ -52,8 +52,9 @@ class ModelConfig:
     # Stage 3 only: edge of the frozen base model's input (128 in the paper); input_size is the
     # high-resolution edge (256 in the paper).
     base_size: int | None = None
-    # Stage 3 only: variant of the new full-resolution residual branch (the stage-1 family).
-    highres_name: str = "PRDiT-B/12/0"
+    # Stage 3 only: input patch edge of the new full-resolution residual branch (stride 8,
+    # reflect pad (patch - 8) // 2; the spec's branch is patch 12).
+    highres_patch: int = 12
     # Stages 2 and 3: start from the EMA weights of init_from (the better model) or its raw weights.
     init_use_ema: bool = True
 
@@ -373,13 +374,13 @@ def validate(cfg: Config, world_size: int = 1) -> Config:
             f"model.input_size: stage 3 needs an integer multiple of model.base_size "
             f"({cfg.model.base_size}), larger than it; got {cfg.model.input_size}"
         )
-    hr = model_spec(cfg.model.highres_name, "model.highres_name")
-    if hr.depth != 0:
+    from prdit.models.registry import PATCHES
+
+    if cfg.model.highres_patch not in PATCHES:
         raise ConfigError(
-            f"model.highres_name: the residual branch is a local denoiser (depth 0), "
-            f"got {cfg.model.highres_name}"
+            f"model.highres_patch: {cfg.model.highres_patch} is not allowed; allowed values: "
+            f"{', '.join(map(str, PATCHES))}"
         )
-    model_spec(cfg.model.highres_name, "model.input_size", cfg.model.input_size)
     return cfg
 
 
