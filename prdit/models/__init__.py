@@ -45,18 +45,20 @@ def build_model(
     return model
 
 
-def build_model_from_config(config: PRDiTConfig | dict) -> PRDiT:
-    """Rebuild a model from a stored :class:`PRDiTConfig` (or its ``to_dict()``), e.g. from a checkpoint."""
+def build_model_from_config(config: PRDiTConfig | HighResConfig | dict) -> PRDiT | HighResPRDiT:
+    """Rebuild a fresh model from a stored ``model.config`` (or its ``to_dict()``), e.g. from a checkpoint.
+
+    A stage-3 config (it has a ``base`` entry) rebuilds the base and wraps it. Fields that disagree
+    with the registry (a hand-edited or foreign file) are an error rather than silently corrected.
+    """
+    if isinstance(config, dict) and "base" in config:
+        config = HighResConfig.from_dict(config)
+    if isinstance(config, HighResConfig):
+        base = build_model_from_config(config.base)
+        return build_highres_model(base, input_size=config.input_size, patch=config.patch)
     cfg = PRDiTConfig.from_dict(config) if isinstance(config, dict) else config
-    canonical = model_config(cfg.name, cfg.input_size, cfg.in_channels, cfg.out_channels)
-    if (
-        canonical.hidden,
-        canonical.heads,
-        canonical.patch,
-        canonical.stride,
-        canonical.pad,
-        canonical.depth,
-    ) != (cfg.hidden, cfg.heads, cfg.patch, cfg.stride, cfg.pad, cfg.depth):
+    canonical = model_config(cfg.name, cfg.input_size, cfg.in_channels, cfg.out_channels, cfg.attention)
+    if canonical != cfg:
         raise ValueError(f"stored model config {cfg} disagrees with the registry entry {canonical}")
     model = PRDiT(canonical)
     if cfg.attention is not None:
