@@ -450,6 +450,44 @@ def _pick_state(obj: Any, use_ema: bool, source: Path) -> tuple[dict[str, torch.
     return strip_prefixes(state), key
 
 
+def read_weights(
+    path: str | Path, use_ema: bool = True
+) -> tuple[dict[str, torch.Tensor], dict[str, Any], Path, str]:
+    """(state dict, metadata, weights file, "ema"/"model") from any supported checkpoint form.
+
+    Used to start stage 2/3 from a previous model as well as for inference. Reference ``.pt``
+    files get ``meta = {"format": "reference", "model_name": <inferred>, "input_size": <or None>}``.
+    """
+    source = Path(path)
+    if not source.exists():
+        raise CheckpointError(f"checkpoint {source}: no such file or folder")
+    if source.is_dir():
+        step_dir = resolve_checkpoint_dir(source)
+        meta = read_meta(step_dir)
+        weights_file = step_dir / ("ema.safetensors" if use_ema else "model.safetensors")
+        kind = "ema" if use_ema else "model"
+        if not weights_file.is_file():
+            weights_file, kind = step_dir / "model.safetensors", "model"
+        state, _ = load_safetensors(weights_file)
+        return state, meta, weights_file, kind
+    if _is_safetensors(source):
+        state, meta = load_safetensors(source)
+        if not meta:
+            try:
+                name, size = infer_variant(state)
+            except CheckpointError as exc:
+                raise CheckpointError(f"checkpoint {source}: {exc}") from None
+            meta = {"format": "reference", "model_name": name, "input_size": size, "stage": 1}
+        return state, meta, source, str(meta.get("weights", "model"))
+    obj = _safe_torch_load(source)
+    state, kind = _pick_state(obj, use_ema, source)
+    try:
+        name, size = infer_variant(state)
+    except CheckpointError as exc:
+        raise CheckpointError(f"checkpoint {source}: {exc}") from None
+    return state, {"format": "reference", "model_name": name, "input_size": size, "stage": 1}, source, kind
+
+
 def load_for_inference(
     path: str | Path,
     device: str | torch.device = "cpu",
@@ -470,39 +508,18 @@ def load_for_inference(
     source = Path(path)
     if not source.exists():
         raise CheckpointError(f"checkpoint {source}: no such file or folder")
-    meta: dict[str, Any]
-    if source.is_dir():
-        step_dir = resolve_checkpoint_dir(source)
-        meta = read_meta(step_dir)
-        weights_file = step_dir / ("ema.safetensors" if use_ema else "model.safetensors")
-        kind = "ema" if use_ema else "model"
-        if not weights_file.is_file():
-            weights_file, kind = step_dir / "model.safetensors", "model"
-        state, _ = load_safetensors(weights_file)
-    elif _is_safetensors(source):
-        weights_file = source
-        state, meta = load_safetensors(source)
-        kind = meta.get("weights", "model")
-        if not meta and (model_name is None or input_size is None):
-            inferred, size_guess = infer_variant(state)
-            meta = {"model_name": model_name or inferred, "input_size": input_size or size_guess}
-    else:
-        weights_file = source
-        obj = _safe_torch_load(source)
-        state, kind = _pick_state(obj, use_ema, source)
-        try:
-            inferred, size_guess = infer_variant(state)
-        except CheckpointError as exc:
-            raise CheckpointError(f"checkpoint {source}: {exc}") from None
-        if model_name is not None and model_name != inferred:
+    state, meta, weights_file, kind = read_weights(source, use_ema=use_ema)
+    meta = dict(meta)
+    if meta.get("format") == "reference":
+        if model_name is not None and model_name != meta["model_name"]:
             raise CheckpointError(
-                f"checkpoint {source}: holds weights of {inferred}, not the requested {model_name}"
+                f"checkpoint {source}: holds weights of {meta['model_name']}, not the requested {model_name}"
             )
-        meta = {"model_name": inferred, "input_size": input_size or size_guess, "stage": 1}
+        meta["input_size"] = input_size or meta.get("input_size")
         if meta["input_size"] is None:
             raise CheckpointError(
-                f"checkpoint {source}: a reference-layout file of {inferred} does not record the volume "
-                f"size it was trained for; pass it explicitly (e.g. --input-size 128)"
+                f"checkpoint {source}: a reference-layout file of {meta['model_name']} does not record the "
+                f"volume size it was trained for; pass it explicitly (e.g. --input-size 128)"
             )
     if not meta.get("model_name") or not meta.get("input_size"):
         raise CheckpointError(

@@ -1,0 +1,156 @@
+"""Generate volumes from a trained model: NIfTI in HU with the true spacing, a JSON sidecar per
+sample (seed, sampler, steps, checkpoint SHA-256), PNG previews and optional DICOM series.
+
+CHECKPOINT is a run folder, a checkpoints/step_* folder, an exported .safetensors model, or a
+reference-layout .pt (then --model and --input-size may be needed). Sample i uses seed SEED+i, so
+it is the same whatever --batch-size; under torchrun each rank writes its own share.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="run folder, step folder, exported .safetensors or reference .pt")
+    parser.add_argument("--count", type=int, default=1, help="number of volumes (default 1)")
+    parser.add_argument("--steps", type=int, default=250, help="sampler steps (default 250)")
+    parser.add_argument(
+        "--sampler", choices=("hot", "cold"), default="hot", help="default hot (paper's best)"
+    )
+    parser.add_argument(
+        "--k", type=int, default=2, help="hot sampler multiplier (default 2, the paper's best)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="sample i uses seed SEED+i (default 0)")
+    parser.add_argument("--start-index", type=int, default=0, help="first sample index (default 0)")
+    parser.add_argument("--batch-size", type=int, default=1, help="volumes generated together (default 1)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    parser.add_argument(
+        "--dicom", action="store_true", help="also write a synthetic CT DICOM series per sample"
+    )
+    parser.add_argument("--no-preview", action="store_true", help="do not write PNG previews")
+    parser.add_argument("--raw-weights", action="store_true", help="use the raw weights instead of the EMA")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
+    parser.add_argument(
+        "--model", help="variant of a reference .pt, e.g. PRDiT-B/12/4 (inferred when omitted)"
+    )
+    parser.add_argument("--input-size", type=int, help="volume edge of a reference .pt, e.g. 128")
+    parser.add_argument(
+        "--hu-window",
+        nargs=2,
+        type=float,
+        metavar=("LOW", "HIGH"),
+        help="HU window of a reference .pt (default -1000 1000)",
+    )
+    parser.add_argument(
+        "--spacing",
+        nargs=3,
+        type=float,
+        metavar=("X", "Y", "Z"),
+        help="voxel spacing in mm for a reference .pt (default: recorded, else 1 1 1)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace existing samples")
+    parser.add_argument("--skip-existing", action="store_true", help="only generate samples not yet written")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from prdit.cli import CliError
+
+    for name in ("count", "steps", "k", "batch_size"):
+        if getattr(args, name) < 1:
+            raise CliError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.start_index < 0:
+        raise CliError(f"--start-index must be >= 0, got {args.start_index}")
+
+    import time
+
+    import torch
+
+    from prdit.checkpoint import CheckpointError, load_for_inference
+    from prdit.data.normalize import HUWindow
+    from prdit.distributed import cleanup, init_distributed
+    from prdit.sampling import SampleSpec, generate_to_folder
+
+    try:
+        dist = init_distributed(args.device)
+    except (RuntimeError, ValueError) as exc:
+        raise CliError(f"--device: {exc}") from None
+    try:
+        window = HUWindow(*args.hu_window) if args.hu_window else None
+    except ValueError as exc:
+        raise CliError(f"--hu-window: {exc}") from None
+    try:
+        model, info = load_for_inference(
+            args.checkpoint,
+            device=dist.device,
+            use_ema=not args.raw_weights,
+            model_name=args.model,
+            input_size=args.input_size,
+            hu_window=window,
+            spacing=tuple(args.spacing) if args.spacing else None,
+        )
+    except CheckpointError as exc:
+        cleanup(dist)
+        raise CliError(str(exc)) from None
+    spec = SampleSpec(
+        count=args.count,
+        steps=args.steps,
+        sampler=args.sampler,
+        k=args.k,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        start_index=args.start_index,
+    )
+    bar = None
+    if dist.is_main and not args.no_progress:
+        from tqdm import tqdm
+
+        share = len(range(dist.rank, args.count, dist.world_size))
+        bar = tqdm(total=share, desc=f"sample {info.display_name}", unit="vol", dynamic_ncols=True)
+        step_bar = tqdm(total=0, desc="  steps", unit="step", leave=False, dynamic_ncols=True)
+
+        def on_step(done: int, total: int) -> None:
+            if step_bar.total != total:
+                step_bar.total = total
+            step_bar.update(done - step_bar.n)
+
+        def on_sample(out) -> None:
+            bar.update(1)
+            bar.set_postfix(last=out.nifti.name, s_per_vol=f"{out.seconds:.1f}", refresh=False)
+    else:
+        on_step = on_sample = None  # type: ignore[assignment]
+    t0 = time.perf_counter()
+    try:
+        results = generate_to_folder(
+            model,
+            info,
+            args.out,
+            spec,
+            device=dist.device,
+            rank=dist.rank,
+            world_size=dist.world_size,
+            previews=not args.no_preview,
+            dicom=args.dicom,
+            overwrite=args.overwrite,
+            skip_existing=args.skip_existing,
+            checkpoint_label=str(args.checkpoint),
+            on_step=on_step,
+            on_sample=on_sample,
+        )
+    except FileExistsError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        if bar is not None:
+            step_bar.close()
+            bar.close()
+        cleanup(dist)
+    elapsed = time.perf_counter() - t0
+    mem = ""
+    if dist.device.type == "cuda":
+        mem = f", peak GPU memory {torch.cuda.max_memory_allocated(dist.device) / 2**30:.1f} GiB"
+    print(
+        f"prdit sample: rank {dist.rank} wrote {len(results)} volume(s) to {args.out} in {elapsed:.1f} s "
+        f"({info.display_name} at {info.input_size}^3, {args.sampler} sampler, {args.steps} steps{mem})"
+    )
+    return 0

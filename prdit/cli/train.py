@@ -1,0 +1,92 @@
+"""Train a PRDiT model (stage 1, 2 or 3) from a YAML config or a built-in preset.
+
+One GPU (or the CPU): `prdit train CONFIG`. Several GPUs or nodes: `torchrun --nproc_per_node N
+-m prdit train CONFIG` (DistributedDataParallel, NCCL on CUDA, gloo on CPU). CONFIG is a YAML file
+or a preset name from resources/configs (phantom-tiny, lidc-stage1, lidc-stage2,
+lidc-stage3-256, rad-stage1, ...). Any key can be overridden: --set train.lr=2e-4 --set
+train.batch_size=32. Ctrl-C or SIGTERM saves a checkpoint and exits; --resume continues exactly.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="YAML config file or built-in preset name (e.g. phantom-tiny)")
+    parser.add_argument("--data", metavar="DIR", help="preprocessed dataset folder (sets data.source=folder)")
+    parser.add_argument(
+        "--out", metavar="DIR", help="run folder (default: out_dir from the config, else runs/NAME)"
+    )
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="CHECKPOINT",
+        help="continue the run in --out from its latest checkpoint, or from the given checkpoint folder",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set train.max_steps=1000 (repeatable)",
+    )
+    parser.add_argument("--max-steps", type=int, help="shortcut for --set train.max_steps=N")
+    parser.add_argument("--device", help="shortcut for --set train.device=DEV (auto, cpu, cuda, cuda:N)")
+    parser.add_argument("--init-from", metavar="CHECKPOINT", help="shortcut for --set model.init_from=PATH")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs and metrics only)")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+
+
+def run(args: argparse.Namespace) -> int:
+    from prdit.cli import CliError
+    from prdit.config import ConfigError, load_config
+    from prdit.distributed import env_world_size
+
+    overrides = list(args.overrides)
+    if args.data:
+        overrides += ["data.source=folder", f"data.root={args.data}"]
+    if args.max_steps is not None:
+        overrides.append(f"train.max_steps={args.max_steps}")
+    if args.device:
+        overrides.append(f"train.device={args.device}")
+    if args.init_from:
+        overrides.append(f"model.init_from={args.init_from}")
+    if args.out:
+        overrides.append(f"out_dir={args.out}")
+    try:
+        cfg = load_config(args.config, overrides, world_size=env_world_size())
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+    if args.print_config:
+        print(cfg.to_yaml(), end="")
+        return 0
+
+    from prdit.checkpoint import CheckpointError
+    from prdit.distributed import cleanup, init_distributed
+    from prdit.train import TrainingDiverged, TrainingSetupError, train
+
+    try:
+        dist = init_distributed(cfg.train.device)
+    except (RuntimeError, ValueError) as exc:
+        raise CliError(f"train.device: {exc}") from None
+    try:
+        result = train(cfg, resume=args.resume, dist=dist, progress=not args.no_progress)
+    except (TrainingSetupError, CheckpointError) as exc:
+        raise CliError(str(exc)) from None
+    except TrainingDiverged as exc:
+        if dist.is_main:
+            print(f"prdit train: stopped: {exc}")
+        return 3
+    finally:
+        cleanup(dist)
+    if dist.is_main:
+        state = f"stopped by {result.stopped_by}" if result.stopped_by else "finished"
+        print(f"prdit train: {state} at step {result.step}; checkpoint: {result.last_checkpoint}")
+        print(f"prdit train: sample with: prdit sample {result.run_dir} --count 4 --steps 250 --out samples")
+    if result.stopped_by == "SIGINT":
+        return 130
+    return 0

@@ -1,0 +1,337 @@
+"""Batched generation to files: what ``prdit sample`` and the studio's batch export run.
+
+Each sample ``i`` is drawn with its own generator seeded ``seed + i``, so it is the same volume
+whatever the batch size or the number of processes (up to float summation order in batched
+matrix products). Only the current sampler state lives in memory: the trajectory is never kept.
+
+Per sample ``i`` the output folder gets::
+
+    sample_0000i.nii.gz   HU, float32, with the training data's spacing (origin at the centre)
+    sample_0000i.json     seed, sampler, steps, k, checkpoint and its SHA-256, model, HU window...
+    sample_0000i.png      three orthogonal mid-slices (optional)
+    sample_0000i_dicom/   a synthetic CT series (optional, ``dicom=True``)
+
+Under torchrun each rank generates the samples ``rank, rank + world, ...`` of the requested range.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from prdit import __version__
+from prdit.checkpoint import InferenceInfo
+from prdit.volume import Volume
+
+SIDECAR_KEYS = (
+    "seed",
+    "sampler",
+    "steps",
+    "k",
+    "checkpoint",
+    "checkpoint_sha256",
+    "model_name",
+    "input_size",
+    "hu_window",
+    "software_version",
+    "created",
+)
+
+
+# ---------------------------------------------------------------------------------------------- previews
+def _to_numpy(x: Any) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().float().cpu().numpy()
+    return np.asarray(x, dtype=np.float32)
+
+
+def orthogonal_slices(volume: np.ndarray) -> list[np.ndarray]:
+    """Axial, coronal, sagittal mid-slices of a ``(D, H, W)`` array, oriented for display.
+
+    Axial as stored (row = j/posterior down, column = i/patient left to the right: radiological);
+    coronal and sagittal with superior (k increasing) at the top.
+    """
+    d, h, w = volume.shape
+    return [volume[d // 2], volume[:, h // 2, :][::-1], volume[:, :, w // 2][::-1]]
+
+
+def save_slices_png(
+    rows: Sequence[Sequence[Any]],
+    path: str | Path,
+    *,
+    value_range: tuple[float, float] = (-1.0, 1.0),
+    column_labels: Sequence[str] | None = None,
+    min_tile: int = 128,
+) -> Path:
+    """A grid PNG: one row per entry, each volume in a row shown as three orthogonal slices.
+
+    ``rows[r][c]`` is a ``(D, H, W)`` array or tensor; values are windowed to ``value_range``.
+    Small volumes are enlarged (nearest neighbour) to at least ``min_tile`` pixels. Written
+    atomically (temporary file + rename).
+    """
+    from PIL import Image, ImageDraw
+
+    lo, hi = value_range
+    tiles_rows = []
+    for row in rows:
+        tiles = []
+        for vol in row:
+            arr = _to_numpy(vol)
+            if arr.ndim != 3:
+                raise ValueError(f"save_slices_png: expected (D, H, W) volumes, got shape {arr.shape}")
+            for sl in orthogonal_slices(arr):
+                img = np.clip((sl - lo) / (hi - lo), 0.0, 1.0)
+                img = (img * 255.0 + 0.5).astype(np.uint8)
+                scale = max(1, int(np.ceil(min_tile / max(img.shape))))
+                if scale > 1:
+                    img = np.kron(img, np.ones((scale, scale), dtype=np.uint8))
+                tiles.append(img)
+        tiles_rows.append(tiles)
+    if not tiles_rows or not tiles_rows[0]:
+        raise ValueError("save_slices_png: nothing to draw")
+    gap = 4
+    label_h = 16 if column_labels else 0
+    tile_h = max(t.shape[0] for r in tiles_rows for t in r)
+    tile_w = max(t.shape[1] for r in tiles_rows for t in r)
+    ncols = max(len(r) for r in tiles_rows)
+    canvas = Image.new(
+        "L", (ncols * (tile_w + gap) + gap, label_h + len(tiles_rows) * (tile_h + gap) + gap), 0
+    )
+    for r, tiles in enumerate(tiles_rows):
+        for c, tile in enumerate(tiles):
+            canvas.paste(
+                Image.fromarray(tile), (gap + c * (tile_w + gap), label_h + gap + r * (tile_h + gap))
+            )
+    if column_labels:
+        draw = ImageDraw.Draw(canvas)
+        for i, label in enumerate(column_labels):
+            draw.text((gap + 3 * i * (tile_w + gap) + 2, 2), str(label), fill=255)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    canvas.save(tmp, format="PNG")
+    os.replace(tmp, path)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- writing
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def sample_stem(index: int) -> str:
+    return f"sample_{index:05d}"
+
+
+def to_volume(x: torch.Tensor, info: InferenceInfo, metadata: dict[str, Any] | None = None) -> Volume:
+    """Model-range ``[1, S, S, S]`` (or ``[S, S, S]``) -> HU :class:`Volume` with the true spacing.
+
+    The origin puts the volume's centre at (0, 0, 0) mm, identity direction (axial, LPS).
+    """
+    arr = _to_numpy(x)
+    if arr.ndim == 4:
+        arr = arr[0]
+    hu = info.hu_window.to_hu(arr).astype(np.float32)
+    spacing = np.asarray(info.spacing, dtype=np.float64)
+    size_ijk = np.asarray(hu.shape[::-1], dtype=np.float64)
+    origin = -(size_ijk - 1.0) / 2.0 * spacing
+    return Volume(hu, tuple(spacing), tuple(origin), np.eye(3), dict(metadata or {}))
+
+
+@dataclass
+class SampleSpec:
+    """What to generate (the same for every rank)."""
+
+    count: int
+    steps: int = 250
+    sampler: str = "hot"
+    k: int = 2
+    seed: int = 0
+    batch_size: int = 1
+    start_index: int = 0
+
+
+@dataclass
+class SampleOutput:
+    index: int
+    nifti: Path
+    sidecar: Path
+    preview: Path | None = None
+    dicom: Path | None = None
+    seconds: float = 0.0
+
+
+def planned_indices(spec: SampleSpec, rank: int = 0, world_size: int = 1) -> list[int]:
+    """Sample indices this rank generates: a strided share of ``start .. start + count - 1``."""
+    from prdit.distributed import shard
+
+    return shard(list(range(spec.start_index, spec.start_index + spec.count)), rank, world_size)
+
+
+def generate_to_folder(
+    model: nn.Module,
+    info: InferenceInfo,
+    out_dir: str | Path,
+    spec: SampleSpec,
+    *,
+    device: torch.device | str | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+    previews: bool = True,
+    dicom: bool = False,
+    overwrite: bool = False,
+    skip_existing: bool = False,
+    checkpoint_label: str | None = None,
+    diffusion: Any = None,
+    on_step: Callable[[int, int], None] | None = None,
+    on_sample: Callable[[SampleOutput], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[SampleOutput]:
+    """Generate this rank's share of ``spec`` into ``out_dir``; returns what was written.
+
+    ``on_step(done_model_calls, total_model_calls)`` after every sampler step (progress bars),
+    ``on_sample`` after each written sample, ``should_stop()`` checked between steps (cancel:
+    the current batch is dropped, finished samples stay).
+    """
+    from prdit.diffusion import IaNDiffusion, sample
+
+    if spec.count < 1:
+        raise ValueError(f"count must be >= 1, got {spec.count}")
+    if spec.batch_size < 1:
+        raise ValueError(f"batch size must be >= 1, got {spec.batch_size}")
+    if spec.sampler not in ("hot", "cold"):
+        raise ValueError(f"sampler must be 'hot' or 'cold', got {spec.sampler!r}")
+    if spec.k < 1:
+        raise ValueError(f"k must be >= 1, got {spec.k}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    if diffusion is None:
+        cfg = (info.extra.get("config") or {}).get("diffusion") or {}
+        diffusion = IaNDiffusion(
+            num_timesteps=int(cfg.get("num_timesteps", 1000)), noise_scale=float(cfg.get("noise_scale", 0.5))
+        )
+    diffusion.respace(spec.steps)  # validates steps before any work
+    indices = planned_indices(spec, rank, world_size)
+    todo = []
+    for i in indices:
+        nifti = out / f"{sample_stem(i)}.nii.gz"
+        if nifti.exists() and not overwrite:
+            if skip_existing:
+                continue
+            raise FileExistsError(
+                f"{nifti} already exists; choose another --out folder, --start-index, or pass --overwrite "
+                f"(or --skip-existing to fill in missing samples)"
+            )
+        todo.append(i)
+    sha = info.sha256
+    label = checkpoint_label or str(info.source)
+    s = info.input_size
+    model_calls = len(diffusion.respace(spec.steps))
+    total_calls = model_calls * len(todo)
+    done_calls = 0
+    results: list[SampleOutput] = []
+    for b in range(0, len(todo), spec.batch_size):
+        chunk = todo[b : b + spec.batch_size]
+        gens = [torch.Generator(device=device).manual_seed(spec.seed + i) for i in chunk]
+        t0 = time.perf_counter()
+        final = None
+        with torch.inference_mode():
+            for step in sample(
+                model,
+                (len(chunk), 1, s, s, s),
+                spec.sampler,
+                spec.steps,
+                spec.k,
+                generator=gens,
+                device=device,
+                diffusion=diffusion,
+            ):
+                done_calls += 1
+                if on_step:
+                    on_step(done_calls, total_calls)
+                if step.sample is not None:
+                    final = step.sample
+                elif should_stop is not None and should_stop():
+                    return results
+        if final is None:  # pragma: no cover - the sampler always ends with a sample
+            raise RuntimeError("the sampler ended without a sample")
+        seconds = (time.perf_counter() - t0) / len(chunk)
+        for j, i in enumerate(chunk):
+            results.append(
+                _write_one(final[j], i, out, info, spec, sha, label, seconds, previews, dicom, overwrite)
+            )
+            if on_sample:
+                on_sample(results[-1])
+        del final
+    return results
+
+
+def _write_one(
+    x: torch.Tensor,
+    index: int,
+    out: Path,
+    info: InferenceInfo,
+    spec: SampleSpec,
+    sha: str,
+    label: str,
+    seconds: float,
+    previews: bool,
+    dicom: bool,
+    overwrite: bool,
+) -> SampleOutput:
+    from prdit.data.io import write_nifti
+
+    stem = sample_stem(index)
+    sidecar = {
+        "seed": spec.seed + index,
+        "sampler": spec.sampler,
+        "steps": spec.steps,
+        "k": spec.k if spec.sampler == "hot" else 1,
+        "checkpoint": label,
+        "checkpoint_sha256": sha,
+        "model_name": info.display_name,
+        "input_size": info.input_size,
+        "hu_window": info.hu_window.to_dict(),
+        "software_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "index": index,
+        "spacing": list(info.spacing),
+        "weights": info.weights,
+        "training_step": info.step,
+        "stage": info.stage,
+        "seconds": round(seconds, 3),
+    }
+    volume = to_volume(x, info, {"sidecar": sidecar})
+    nifti = out / f"{stem}.nii.gz"
+    write_nifti(volume, nifti)
+    result = SampleOutput(index, nifti, out / f"{stem}.json", seconds=seconds)
+    if previews:
+        w = info.hu_window
+        result.preview = save_slices_png([[volume.array]], out / f"{stem}.png", value_range=(w.low, w.high))
+    if dicom:
+        from prdit.export.dicom import write_ct_series
+        from prdit.export.provenance import Provenance
+
+        prov = Provenance.from_sidecar(sidecar, source=str(result.sidecar))
+        result.dicom = write_ct_series(
+            volume,
+            out / f"{stem}_dicom",
+            provenance=prov,
+            series_description=f"{info.display_name} seed {spec.seed + index}",
+            series_number=index + 1,
+            overwrite=overwrite,
+        )
+    _write_json_atomic(result.sidecar, sidecar)  # last: a sidecar means the sample is complete
+    return result
