@@ -319,24 +319,14 @@ class _SeriesHeader:
         return DicomSequence([item])
 
 
-def _slice_dataset(header: _SeriesHeader, geometry: SliceGeometry, pixels: np.ndarray, index: int) -> Dataset:
+def _series_template(header: _SeriesHeader, geometry: SliceGeometry, rows: int, columns: int) -> Dataset:
+    """Every attribute that is the same on all slices (built once: pydicom's validation is slow)."""
     study, created = header.study, header.created
     date, time = created.strftime("%Y%m%d"), created.strftime("%H%M%S")
-    sop_uid = new_uid(study.uid_root)
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CTImageStorage
-    meta.MediaStorageSOPInstanceUID = sop_uid
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    meta.ImplementationVersionName = f"PRDIT_{__version__}"[:16]
-
     ds = Dataset()
-    ds.file_meta = meta
     # SOP Common
     ds.SpecificCharacterSet = "ISO_IR 192"
     ds.SOPClassUID = CTImageStorage
-    ds.SOPInstanceUID = sop_uid
     ds.InstanceCreationDate = date
     ds.InstanceCreationTime = time
     ds.SyntheticData = "YES"
@@ -372,7 +362,6 @@ def _slice_dataset(header: _SeriesHeader, geometry: SliceGeometry, pixels: np.nd
     ds.ManufacturerModelName = header.model_name
     ds.SoftwareVersions = f"prdit {header.provenance.software_version or __version__}"[:64]
     # General Image
-    ds.InstanceNumber = index + 1
     ds.ContentDate = date
     ds.ContentTime = time
     ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"]
@@ -384,10 +373,8 @@ def _slice_dataset(header: _SeriesHeader, geometry: SliceGeometry, pixels: np.nd
     # Image Plane
     ds.PixelSpacing = [_ds(v) for v in geometry.pixel_spacing]
     ds.ImageOrientationPatient = [_ds(v) for v in geometry.orientation]
-    ds.ImagePositionPatient = [_ds(v) for v in geometry.positions[index]]
     ds.SliceThickness = _ds(geometry.slice_spacing)
     ds.SpacingBetweenSlices = _ds(geometry.slice_spacing)
-    ds.SliceLocation = _ds(geometry.slice_locations[index])
     # CT Image (acquisition parameters unknown for a synthetic image: type 2, empty)
     ds.KVP = ""
     ds.AcquisitionNumber = 1
@@ -397,17 +384,39 @@ def _slice_dataset(header: _SeriesHeader, geometry: SliceGeometry, pixels: np.nd
     # Image Pixel
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows, ds.Columns = int(pixels.shape[0]), int(pixels.shape[1])
+    ds.Rows, ds.Columns = rows, columns
     ds.BitsAllocated = 16
     ds.BitsStored = 16
     ds.HighBit = 15
     ds.PixelRepresentation = 1
-    ds.PixelData = np.ascontiguousarray(pixels, dtype="<i2").tobytes()
-    ds["PixelData"].VR = "OW"
     # VOI LUT
     ds.WindowCenter = [_ds(p.center) for p in header.window_presets]
     ds.WindowWidth = [_ds(p.width) for p in header.window_presets]
     ds.WindowCenterWidthExplanation = [p.name for p in header.window_presets]
+    return ds
+
+
+def _slice_dataset(
+    template: Dataset, geometry: SliceGeometry, pixels: np.ndarray, index: int, uid_root: str | None
+) -> Dataset:
+    """One slice: the shared template plus its own UID, InstanceNumber, position and pixels."""
+    sop_uid = new_uid(uid_root)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CTImageStorage
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    meta.ImplementationVersionName = f"PRDIT_{__version__}"[:16]
+
+    ds = Dataset()
+    ds.update(template)  # shares the (read-only) data elements
+    ds.file_meta = meta
+    ds.SOPInstanceUID = sop_uid
+    ds.InstanceNumber = index + 1
+    ds.ImagePositionPatient = [_ds(v) for v in geometry.positions[index]]
+    ds.SliceLocation = _ds(geometry.slice_locations[index])
+    ds.PixelData = np.ascontiguousarray(pixels, dtype="<i2").tobytes()
+    ds["PixelData"].VR = "OW"
     return ds
 
 
@@ -493,9 +502,10 @@ def write_ct_series(
     tmp.mkdir()
     total = pixels.shape[0]
     digits = max(5, len(str(total)))
+    template = _series_template(header, geometry, rows=int(pixels.shape[1]), columns=int(pixels.shape[2]))
     try:
         for k in range(total):
-            ds = _slice_dataset(header, geometry, pixels[k], k)
+            ds = _slice_dataset(template, geometry, pixels[k], k, study.uid_root)
             ds.save_as(tmp / f"IM{k + 1:0{digits}d}.dcm", enforce_file_format=True)
             if progress is not None:
                 progress(k + 1, total)

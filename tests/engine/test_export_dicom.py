@@ -340,6 +340,18 @@ def test_dciodvfy_reports_no_errors(tmp_path):
         assert "CTImage" in lines
 
 
+def test_dcentvfy_entities_consistent_across_files(tmp_path):
+    """dcentvfy checks that patient/study/series attributes agree across all files (as a PACS merges)."""
+    if shutil.which("dcentvfy") is None:
+        pytest.skip("dcentvfy is not installed (Debian package dicom3tools)")
+    volumes = [make_volume(shape=(3, 6, 5), seed=s) for s in range(2)]
+    outs = write_ct_series_batch(volumes, [tmp_path / "a", tmp_path / "b"], same_study=True)
+    files = [str(p) for out in outs for p in sorted(out.glob("*.dcm"))]
+    result = subprocess.run(["dcentvfy", *files], capture_output=True, text=True, timeout=60)
+    lines = (result.stdout + result.stderr).splitlines()
+    assert not [line for line in lines if line.startswith("Error")], "\n".join(lines)
+
+
 # ---------------------------------------------------------------------------- atomic writes
 def test_failure_midway_leaves_nothing(tmp_path):
     def fail_on_third(done: int, total: int) -> None:
