@@ -262,7 +262,7 @@ class TrajectoryWidget(QWidget):
 
     def __init__(self, store: TrajectoryStore | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.store = store or TrajectoryStore()
+        self.store = store if store is not None else TrajectoryStore()
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setObjectName("trajectorySlider")
         self.slider.setToolTip("Replay the prediction x0_hat at the recorded steps")

@@ -325,6 +325,21 @@ def make_volume(hu: np.ndarray, info: ModelInfo, **metadata: Any) -> Volume:
     return Volume(array, tuple(spacing), tuple(origin), np.eye(3), metadata)
 
 
+def sample_metadata(request: SampleRequest, info: ModelInfo, sample: int) -> dict[str, Any]:
+    """What made sample ``sample`` of a run, with the keys of a ``prdit sample`` sidecar."""
+    return {
+        "seed": request.seed + sample,
+        "sampler": request.sampler,
+        "steps": request.steps,
+        "k": request.k if request.sampler == "hot" else None,
+        "model_name": info.model_name,
+        "input_size": info.input_size,
+        "hu_window": info.hu_window.to_dict(),
+        "checkpoint": Path(info.path).name if info.path else None,
+        "checkpoint_sha256": info.sha256 or None,
+    }
+
+
 def describe_error(
     exc: BaseException, request: SampleRequest | None = None, phase: str = "sample"
 ) -> tuple[str, str]:
@@ -372,10 +387,11 @@ class SamplingWorker(QObject):
         super().__init__()
         self.request = request
         self.source = source or engine_step_source(request)
-        self.slot = slot or LatestSlot()
+        self.slot = slot if slot is not None else LatestSlot()
         self.on_step = on_step  # called on the worker thread (e.g. the trajectory recorder)
         self._cancel = threading.Event()
         self.steps_emitted = 0  # every Step converted and handed over (views may skip some)
+        self.info: ModelInfo | None = None  # set on the worker thread once the model is loaded
         self.cancelled_at_step: int | None = None
 
     def cancel(self) -> None:
@@ -398,6 +414,7 @@ class SamplingWorker(QObject):
             request.validate()
             phase = "load"
             gen, info = self.source(self)
+            self.info = info
             phase = "sample"
             self.status.emit("Sampling…")
             result = self._loop(gen, info)
@@ -455,13 +472,7 @@ class SamplingWorker(QObject):
             make_volume(
                 final_hu[b],
                 info,
-                seed=self.request.seeds()[b] if b < self.request.num_samples else None,
-                sampler=self.request.sampler,
-                steps=self.request.steps,
-                k=self.request.k if self.request.sampler == "hot" else None,
-                model_name=info.model_name,
-                checkpoint=info.path,
-                checkpoint_sha256=info.sha256,
+                **sample_metadata(self.request, info, b),
                 status=status,
                 steps_done=last.index + 1,
             )

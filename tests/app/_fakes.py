@@ -27,7 +27,7 @@ class FakeStep:
 
 
 class CountingModel:
-    """x0_hat drifts from 0 towards a fixed target; counts calls; may sleep or raise."""
+    """x0_hat grows from 0 (t = 1000) to a fixed target (t = 0); counts calls; may sleep or raise."""
 
     def __init__(self, size: int = 8, delay_s: float = 0.0, fail_at: int | None = None) -> None:
         self.size = size
@@ -46,8 +46,11 @@ class CountingModel:
             raise RuntimeError(f"model exploded at call {n}")
         if self.delay_s:
             time.sleep(self.delay_s)
-        x0 = self.target.expand(x_t.shape[0], -1, -1, -1, -1)
+        x0 = torch.cat([self.x0_at(int(ti)) for ti in t])
         return torch.cat([torch.zeros_like(x_t), x0], dim=1)
+
+    def x0_at(self, t: int) -> torch.Tensor:
+        return self.target * (1.0 - t / 1000.0)
 
 
 def fake_sampler(model: CountingModel, batch: int, steps: int, gens=None):

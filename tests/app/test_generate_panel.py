@@ -1,0 +1,206 @@
+"""The Generate panel end to end with a fake sampler: settings -> request, live streaming into the
+views, cancel, errors as dialogs (the panel returns to idle), the scrubber after the run."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _fakes import CountingModel, fake_source  # noqa: E402
+
+from prdit_app.panels.generate import (  # noqa: E402
+    GeneratePanel,
+    bundled_models,
+    describe_model,
+    format_eta,
+    peek_model_info,
+)
+from prdit_app.worker import ModelInfo  # noqa: E402
+
+INFO = ModelInfo(
+    "PRDiT-XS/4/0", 8, spacing=(1.5, 1.5, 2.0), sha256="cd" * 32, path="/models/tiny.safetensors"
+)
+
+
+def _write_model_file(path: Path, name="PRDiT-XS/4/0", size=16) -> Path:
+    from safetensors.torch import save_file
+
+    meta = {"model_name": name, "input_size": size, "spacing": [2.0, 2.0, 2.0], "step": 1200}
+    save_file({"w": torch.zeros(2)}, str(path), metadata={"prdit": json.dumps(meta)})
+    return path
+
+
+@pytest.fixture
+def panel(qtbot, tmp_path):
+    shown = []
+    p = GeneratePanel(show_volume=shown.append, models_dir=tmp_path / "no-models")
+    p.shown_log = shown
+    qtbot.addWidget(p)
+    return p
+
+
+def _use_fake(panel, model: CountingModel):
+    panel.add_model(model, INFO)
+    panel.source_factory = lambda req: fake_source(model, req.steps, req.num_samples, INFO)
+
+
+def _wait_idle(qtbot, panel, timeout=20000):
+    qtbot.waitUntil(lambda: not panel.running, timeout=timeout)
+
+
+def test_no_model_means_no_start(panel):
+    assert panel.model_combo.count() == 0
+    assert not panel.start_button.isEnabled()
+    assert "No model" in panel.model_info_label.text()
+
+
+def test_bundled_default_is_preselected_and_described(qtbot, tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    _write_model_file(models / "another.safetensors", "PRDiT-B/12/4", 128)
+    _write_model_file(models / "default.safetensors")
+    (models / "notes.txt").write_text("not a model")
+    assert [p.name for p in bundled_models(models)] == ["default.safetensors", "another.safetensors"]
+    p = GeneratePanel(models_dir=models)
+    qtbot.addWidget(p)
+    assert p.model_combo.currentText().startswith("default")
+    text = p.model_info_label.text()
+    assert "PRDiT-XS/4/0" in text and "size XS" in text and "stage 1" in text and "16³" in text
+    assert "1,200 steps" in text and p.start_button.isEnabled()
+    p.model_combo.setCurrentIndex(1)
+    assert "768 wide, 12 heads" in p.model_info_label.text() and "4 DiT blocks" in p.model_info_label.text()
+
+
+def test_peek_handles_unreadable_and_reference_files(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"garbage")
+    assert peek_model_info(bad) is None
+    assert "reference-layout" in describe_model(None, tmp_path / "ref.pt")
+    assert (
+        format_eta(float("inf")) == "ETA –"
+        and format_eta(75) == "ETA 1:15"
+        and format_eta(3725) == "ETA 1:02:05"
+    )
+
+
+def test_settings_make_the_request(panel):
+    panel.add_model(object(), INFO)
+    panel.sampler_combo.setCurrentIndex(1)
+    assert not panel.k_spin.isEnabled()
+    panel.sampler_combo.setCurrentIndex(0)
+    assert panel.k_spin.isEnabled() and panel.k_spin.value() == 2
+    panel.steps_spin.setValue(37)
+    panel.seed_spin.setValue(11)
+    panel.samples_spin.setValue(3)
+    panel.device_combo.setCurrentIndex(1)
+    req = panel.request()
+    assert (req.sampler, req.steps, req.k, req.seed, req.num_samples, req.device) == (
+        "hot",
+        37,
+        2,
+        11,
+        3,
+        "cpu",
+    )
+    assert req.seeds() == [11, 12, 13] and req.model_info is INFO
+    devices = [panel.device_combo.itemData(i) for i in range(panel.device_combo.count())]
+    assert devices[:2] == ["auto", "cpu"] and ("cuda" in devices) == torch.cuda.is_available()
+    seeds = set()
+    for _ in range(5):
+        panel.dice_button.click()
+        seeds.add(panel.seed_spin.value())
+    assert len(seeds) > 1
+
+
+def test_run_streams_into_the_views_then_scrubs(qtbot, panel):
+    model = CountingModel(size=8)
+    _use_fake(panel, model)
+    panel.steps_spin.setValue(10)
+    panel.samples_spin.setValue(2)
+    finished = []
+    panel.runFinished.connect(finished.append)
+    assert panel.start()
+    assert panel.cancel_button.isEnabled() and not panel.start_button.isEnabled()
+    assert not panel.steps_spin.isEnabled()
+    _wait_idle(qtbot, panel)
+    result = finished[0]
+    assert result.status == "done" and panel.controller.worker.steps_emitted == 10
+    assert panel.progress.value() == 10 and panel.step_label.text() == "Step 10/10"
+    assert panel.start_button.isEnabled() and not panel.cancel_button.isEnabled()
+    streamed = [v for v in panel.shown_log if "generated" in v.metadata]
+    assert 1 <= len(streamed) <= 10 + 1  # the views may skip steps
+    last = panel.shown_log[-1]
+    assert last is result.volumes[0]  # the final sample, exact float32, is what stays on screen
+    assert panel.shown_volume() is last
+    assert last.spacing == (1.5, 1.5, 2.0) and last.metadata["seed"] == 0
+    # the scrubber: earliest snapshot, then the second sample, then x_t
+    assert len(panel.store) == 10
+    panel.trajectory.slider.setValue(0)
+    first = panel.shown_log[-1]
+    assert "step 1/10" in first.metadata["generated"] and not np.allclose(first.array, last.array, atol=2)
+    panel.trajectory.slider.setValue(panel.trajectory.slider.maximum())
+    panel.trajectory.sample_spin.setValue(2)
+    assert panel.shown_log[-1] is result.volumes[1] and panel.shown_log[-1].metadata["seed"] == 1
+    panel.trajectory.kind_combo.setCurrentIndex(1)
+    assert panel.shown_log[-1].metadata["generated"].startswith("x_t")
+    prov = panel.provenance_for()
+    assert (
+        prov["seed"] == 1
+        and prov["checkpoint_sha256"] == "cd" * 32
+        and prov["checkpoint"] == "tiny.safetensors"
+    )
+
+
+def test_cancel_button_stops_and_returns_to_idle(qtbot, panel):
+    model = CountingModel(size=8, delay_s=0.03)
+    _use_fake(panel, model)
+    panel.steps_spin.setValue(500)
+    panel.start()
+    qtbot.waitUntil(lambda: panel.last_update is not None, timeout=10000)
+    panel.cancel_button.click()
+    calls = model.calls
+    _wait_idle(qtbot, panel)
+    assert model.calls - calls <= 1
+    assert panel.result.status == "cancelled" and "Cancelled" in panel.status_label.text()
+    assert panel.start_button.isEnabled() and panel.trajectory.slider.isEnabled()
+
+
+def test_model_error_shows_a_dialog_and_panel_returns_to_idle(qtbot, panel, monkeypatch):
+    dialogs = []
+    monkeypatch.setattr(
+        "prdit_app.panels.generate.QMessageBox.critical",
+        lambda parent, title, text: dialogs.append((title, text)),
+    )
+    _use_fake(panel, CountingModel(size=8, fail_at=3))
+    panel.steps_spin.setValue(10)
+    panel.start()
+    _wait_idle(qtbot, panel)
+    assert dialogs and dialogs[0][0] == "Generation failed" and "exploded" in dialogs[0][1]
+    assert (
+        panel.start_button.isEnabled()
+        and not panel.cancel_button.isEnabled()
+        and panel.steps_spin.isEnabled()
+    )
+
+
+def test_bad_checkpoint_shows_a_dialog(qtbot, panel, monkeypatch, tmp_path):
+    dialogs = []
+    monkeypatch.setattr(
+        "prdit_app.panels.generate.QMessageBox.critical",
+        lambda parent, title, text: dialogs.append((title, text)),
+    )
+    bad = tmp_path / "broken.safetensors"
+    bad.write_bytes(b"\x00" * 64)
+    panel.add_checkpoint(bad)
+    assert "no metadata" in panel.model_info_label.text()
+    panel.steps_spin.setValue(2)
+    panel.start()
+    _wait_idle(qtbot, panel)
+    assert dialogs[0][0] == "Cannot load the model" and "broken.safetensors" in dialogs[0][1]
+    assert panel.start_button.isEnabled()
