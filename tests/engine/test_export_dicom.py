@@ -318,6 +318,45 @@ def test_dcm2niix_round_trip(tmp_path, direction):
     )
 
 
+def test_third_party_nifti_round_trip(tmp_path):
+    """nibabel's anatomical.nii: big-endian int16, values above 3071, a left-handed (LAS) affine."""
+    nib = pytest.importorskip("nibabel")
+    sitk = pytest.importorskip("SimpleITK")
+    path = Path(nib.__file__).parent / "tests" / "data" / "anatomical.nii"
+    if not path.is_file():
+        pytest.skip(f"{path} is not shipped with this nibabel")
+    image = nib.load(path)
+    volume = Volume.from_affine_ras(np.asanyarray(image.dataobj).transpose(2, 1, 0), image.affine)
+    assert slice_geometry(volume).left_handed and volume.array.max() > HU_MAX
+    out = write_ct_series(volume, tmp_path / "series")
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(out)))
+    back = Volume.from_sitk(reader.Execute())
+    assert_same_in_world(
+        expected_int16(volume).transpose(2, 1, 0),
+        volume.affine_lps(),
+        back.array.transpose(2, 1, 0),
+        back.affine_lps(),
+        atol_mm=1e-4,
+    )
+    if shutil.which("dcm2niix") is not None:
+        result = subprocess.run(
+            ["dcm2niix", "-z", "y", "-f", "back", "-o", str(tmp_path), str(out)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        again = nib.load(tmp_path / "back.nii.gz")
+        assert_same_in_world(
+            expected_int16(volume).transpose(2, 1, 0),
+            volume.affine_ras(),
+            np.asanyarray(again.dataobj),
+            again.affine,
+            atol_mm=1e-3,
+        )
+
+
 # ---------------------------------------------------------------------------- conformance (dciodvfy)
 def test_dciodvfy_reports_no_errors(tmp_path):
     if shutil.which("dciodvfy") is None:
