@@ -214,6 +214,12 @@ def hu_to_int16(array: np.ndarray, *, source: str = "volume") -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- helpers
+def _lo(text: str) -> str:
+    """Free text (a model name, a version) made safe for a single LO value: no backslash, 64 chars."""
+    cleaned = "".join(" " if ord(c) < 32 else c for c in str(text)).replace("\\", "/")
+    return cleaned[:64].strip()
+
+
 def _ds(value: float) -> str:
     """A DS string of at most 16 characters; tiny rounding noise (1e-17) is written as 0."""
     value = float(value)
@@ -223,10 +229,15 @@ def _ds(value: float) -> str:
 
 
 def synthetic_series_description(text: str | None) -> str:
-    """Make sure the description starts with "SYNTHETIC" (prefixing it when needed)."""
+    """Make sure the description starts with "SYNTHETIC" (prefixing it when needed).
+
+    Cut to DICOM's 64 characters (LO) rather than refused: descriptions are often made from a
+    model name and seed after minutes of sampling, and a shortened label beats a failed export.
+    """
     text = (text or "").strip() or DEFAULT_SERIES_DESCRIPTION
     if not text.upper().startswith(SYNTHETIC_PREFIX):
         text = f"{SYNTHETIC_PREFIX} {text}"
+    text = text[:64].rstrip()
     _check_text("series description", text, 64)
     return text
 
@@ -298,9 +309,11 @@ class _SeriesHeader:
     body_part: str
     window_presets: tuple[WindowPreset, ...]
     model_name: str = field(init=False)
+    software_versions: str = field(init=False)
 
     def __post_init__(self) -> None:
-        self.model_name = (self.provenance.model_name or "unknown model")[:64]
+        self.model_name = _lo(self.provenance.model_name or "unknown model")
+        self.software_versions = _lo(f"prdit {self.provenance.software_version or __version__}")
 
     @property
     def derivation_description(self) -> str:
@@ -310,7 +323,7 @@ class _SeriesHeader:
         item = Dataset()
         item.Manufacturer = MANUFACTURER
         item.ManufacturerModelName = self.model_name
-        item.SoftwareVersions = f"prdit {self.provenance.software_version or __version__}"[:64]
+        item.SoftwareVersions = self.software_versions
         item.ContributionDateTime = self.created.strftime("%Y%m%d%H%M%S")
         item.ContributionDescription = (
             f"Synthesized this image (not acquired from a patient): {self.provenance.summary()}"
@@ -360,7 +373,7 @@ def _series_template(header: _SeriesHeader, geometry: SliceGeometry, rows: int, 
     # General Equipment
     ds.Manufacturer = MANUFACTURER
     ds.ManufacturerModelName = header.model_name
-    ds.SoftwareVersions = f"prdit {header.provenance.software_version or __version__}"[:64]
+    ds.SoftwareVersions = header.software_versions
     # General Image
     ds.ContentDate = date
     ds.ContentTime = time

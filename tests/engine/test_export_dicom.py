@@ -206,8 +206,9 @@ def test_int16_clipping_and_rounding():
 def test_series_description_and_patient_options(tmp_path):
     assert synthetic_series_description("lung sample") == "SYNTHETIC lung sample"
     assert synthetic_series_description("Synthetic chest") == "Synthetic chest"
-    with pytest.raises(ValueError, match="at most 64"):
-        synthetic_series_description("x" * 70)
+    assert synthetic_series_description("x" * 70) == "SYNTHETIC " + "x" * 54  # LO: 64 characters
+    with pytest.raises(ValueError, match="backslash"):
+        synthetic_series_description("a\\b")
     out = write_ct_series(
         make_volume(shape=(2, 4, 4)),
         tmp_path / "s",
