@@ -28,13 +28,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--series-description",
         default=None,
+        metavar="TEXT",
         help='SeriesDescription; "SYNTHETIC " is prefixed when missing '
         "(default: SYNTHETIC CT (PRDiT) seed N)",
     )
-    parser.add_argument("--series-number", type=int, default=1, help="SeriesNumber (default 1)")
-    parser.add_argument("--patient-name", default=None, help="fake patient name (default SYNTHETIC^PRDIT)")
-    parser.add_argument("--patient-id", default=None, help="fake patient ID (default SYNTHETIC-<random>)")
-    parser.add_argument("--study-description", default=None, help="StudyDescription")
+    parser.add_argument("--series-number", type=int, default=1, metavar="N", help="SeriesNumber (default 1)")
+    parser.add_argument(
+        "--patient-name", default=None, metavar="NAME", help="fake patient name (default SYNTHETIC^PRDIT)"
+    )
+    parser.add_argument(
+        "--patient-id", default=None, metavar="ID", help="fake patient ID (default SYNTHETIC-<random>)"
+    )
+    parser.add_argument("--study-description", default=None, metavar="TEXT", help="StudyDescription")
     parser.add_argument(
         "--same-study",
         action="store_true",
@@ -44,6 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--uid-root",
         default=None,
+        metavar="ROOT",
         help="your organisation's registered UID root (default: 2.25.<UUID> UIDs, which need none)",
     )
 
