@@ -134,6 +134,9 @@ class ModelInfo:
     sha256: str = ""
     step: int | None = None
     path: str = ""
+    stage: int = 1
+    #: the training config's ``diffusion`` section (num_timesteps, noise_scale), as ``prdit sample`` uses
+    diffusion: dict[str, Any] = field(default_factory=dict)
 
     @property
     def size_label(self) -> str:
@@ -150,6 +153,8 @@ class ModelInfo:
             depth = int(self.model_name.rsplit("/", 1)[1])
         except (IndexError, ValueError):
             return "unknown variant"
+        if self.stage == 3:
+            return f"stage 3: high-resolution residual on a frozen {self.model_name} backbone"
         if depth == 0:
             return "stage 1: local patch denoiser"
         return f"stage 2: local denoiser + {depth} DiT block{'s' if depth != 1 else ''}"
@@ -175,6 +180,9 @@ class ModelInfo:
         spacing = get("spacing") or (1.0, 1.0, 1.0)
         spacing = tuple(float(s) for s in np.broadcast_to(np.asarray(spacing, dtype=float).reshape(-1), (3,)))
         step = get("step")
+        extra = get("extra") or {}
+        config = extra.get("config") or get("config") or {}
+        diffusion = config.get("diffusion") if isinstance(config, dict) else None
         return cls(
             model_name=str(name),
             input_size=int(size),
@@ -182,7 +190,9 @@ class ModelInfo:
             spacing=spacing,  # type: ignore[arg-type]
             sha256=str(get("sha256") or get("checkpoint_sha256") or ""),
             step=int(step) if step is not None else None,
-            path=path or str(get("path") or ""),
+            path=path or str(get("path") or get("source") or ""),
+            stage=int(get("stage") or 1),
+            diffusion=dict(diffusion or {}),
         )
 
 
@@ -277,9 +287,13 @@ def engine_step_source(request: SampleRequest) -> StepSource:
         from prdit import diffusion  # preloaded on the GUI thread by preload_engine()
         size = info.input_size
         shape = (request.num_samples, 1, size, size, size)
-        # Per-sample generators on the CPU: the same seed gives the same volume on any device,
-        # and sample i of a batch equals a single run with seed + i.
-        gens = [torch.Generator().manual_seed(s) for s in request.seeds()]
+        # Per-sample generators exactly as `prdit sample` makes them (on the sampling device, seed + i),
+        # so the studio and the CLI give the same volume for the same seed, whatever the batch.
+        gens = [torch.Generator(device=device).manual_seed(s) for s in request.seeds()]
+        process = diffusion.IaNDiffusion(
+            num_timesteps=int(info.diffusion.get("num_timesteps", 1000)),
+            noise_scale=float(info.diffusion.get("noise_scale", 0.5)),
+        )
         gen = diffusion.sample(
             model,
             shape,
@@ -289,6 +303,7 @@ def engine_step_source(request: SampleRequest) -> StepSource:
             generator=gens,
             device=device,
             return_xt=request.record_xt,
+            diffusion=process,
         )
         return gen, info
 
@@ -437,30 +452,32 @@ class SamplingWorker(QObject):
         last: StepUpdate | None = None
         final_sample: Any = None
         status = "done"
-        for step in gen:
-            total = int(step.total)
-            index = int(step.index)
-            x0_hu = window.to_hu(_to_numpy(step.x0_hat)).astype(np.float32, copy=False)
-            xt = getattr(step, "x_t", None)
-            xt_hu = xt_to_hu(window, _to_numpy(xt)) if xt is not None else None
-            sample = getattr(step, "sample", None)
-            if sample is not None:
-                final_sample = sample
-            elapsed = time.perf_counter() - start
-            done = index + 1
-            rate = done / elapsed if elapsed > 0 else 0.0
-            eta = (total - done) / rate if rate > 0 else math.inf
-            update = StepUpdate(index, total, int(step.t), x0_hu, xt_hu, elapsed, rate, eta, done >= total)
-            self.steps_emitted += 1
-            if self.on_step is not None:
-                self.on_step(update)
-            if self.slot.put(update):
-                self.dataReady.emit()
-            last = update
-            if self._cancel.is_set() and done < total:
-                self.cancelled_at_step = index
-                status = "cancelled"
-                break
+        with torch.inference_mode():  # thread-local: covers the model calls made inside next(gen)
+            for step in gen:
+                total = int(step.total)
+                index = int(step.index)
+                x0_hu = window.to_hu(_to_numpy(step.x0_hat)).astype(np.float32, copy=False)
+                xt = getattr(step, "x_t", None)
+                xt_hu = xt_to_hu(window, _to_numpy(xt)) if xt is not None else None
+                sample = getattr(step, "sample", None)
+                if sample is not None:
+                    final_sample = sample
+                elapsed = time.perf_counter() - start
+                done = index + 1
+                rate = done / elapsed if elapsed > 0 else 0.0
+                eta = (total - done) / rate if rate > 0 else math.inf
+                final = done >= total
+                update = StepUpdate(index, total, int(step.t), x0_hu, xt_hu, elapsed, rate, eta, final)
+                self.steps_emitted += 1
+                if self.on_step is not None:
+                    self.on_step(update)
+                if self.slot.put(update):
+                    self.dataReady.emit()
+                last = update
+                if self._cancel.is_set() and done < total:
+                    self.cancelled_at_step = index
+                    status = "cancelled"
+                    break
         elapsed = time.perf_counter() - start
         if last is None:
             return SamplingResult(status, [], info, self.request, 0, elapsed)
