@@ -45,6 +45,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="put all volumes in one study (series numbered from --series-number); default: a study each",
     )
+    parser.add_argument(
+        "--spacing",
+        type=float,
+        nargs=3,
+        metavar=("SX", "SY", "SZ"),
+        default=None,
+        help="voxel spacing in mm (i, j, k order) for a .npy/.npz that has no geometry sidecar",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace a previous export in OUT")
     parser.add_argument(
         "--uid-root",
@@ -168,7 +176,12 @@ def run(args: argparse.Namespace) -> int:
     for index, (item, out_dir) in enumerate(zip(items, out_dirs, strict=True)):
         start = time.perf_counter()
         provenance = read_provenance(item.path)
-        volume = read_volume(item.path)
+        volume = read_volume(item.path, spacing=tuple(args.spacing) if args.spacing else None)
+        if not volume.metadata.get("spacing_known", True):
+            raise CliError(
+                f"{item.path}: the voxel spacing is unknown (no geometry sidecar {item.name}.json); "
+                "pass --spacing SX SY SZ in mm: a DICOM series with invented spacing would mislead"
+            )
         description = args.series_description
         if description is None:
             description = "SYNTHETIC CT (PRDiT)"

@@ -12,10 +12,12 @@ import pytest
 
 from prdit.cli import CliError
 from prdit.cli import export_dicom as cmd
+from prdit.data.io import write_npy
+from prdit.export.nifti import export_nifti
+from prdit.export.provenance import Provenance
 from prdit.volume import Volume
 
 nib = pytest.importorskip("nibabel")
-pytest.importorskip("prdit.data.io", reason="prdit.data.io.read_volume (data helper) is not there yet")
 
 SHA = "fedcba9876543210" * 4
 
@@ -148,3 +150,38 @@ def test_bad_inputs_name_the_problem(tmp_path):
     with pytest.raises(CliError, match="--uid-root"):
         run_cli(str(tmp_path / "sample_00000.nii.gz"), str(tmp_path / "out"), "--uid-root", "1.02")
     assert not (tmp_path / "out").exists()
+
+
+def test_npy_needs_known_spacing(tmp_path):
+    hu = np.random.default_rng(3).normal(0.0, 300.0, size=(4, 6, 5)).astype(np.float32)
+    np.save(tmp_path / "bare.npy", hu)
+    with pytest.raises(CliError, match="spacing is unknown"):
+        run_cli(str(tmp_path / "bare.npy"), str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+    assert run_cli(str(tmp_path / "bare.npy"), str(tmp_path / "out"), "--spacing", "0.6", "0.7", "3") == 0
+    ds = series(tmp_path / "out")[0]
+    assert [float(v) for v in ds.PixelSpacing] == [0.7, 0.6] and float(ds.SliceThickness) == 3.0
+
+    # with the geometry sidecar that prdit.data.io writes: spacing, origin and direction are kept
+    volume = Volume(hu, spacing=(0.5, 0.5, 1.25), origin=(1.0, 2.0, 3.0))
+    write_npy(volume, tmp_path / "geo.npy")
+    assert run_cli(str(tmp_path / "geo.npy"), str(tmp_path / "out2")) == 0
+    datasets = series(tmp_path / "out2")
+    assert [float(v) for v in datasets[1].ImagePositionPatient] == [1.0, 2.0, 4.25]
+    assert "provenance unknown" in datasets[0].DerivationDescription  # a geometry sidecar is not provenance
+
+
+def test_export_nifti_keeps_provenance_for_a_later_dicom_export(tmp_path):
+    hu = np.random.default_rng(4).normal(0.0, 300.0, size=(4, 6, 5)).astype(np.float32)
+    volume = Volume(hu, spacing=(0.8, 0.8, 2.0))
+    prov = Provenance(model_name="PRDiT-S/8/2", checkpoint_sha256=SHA, seed=9, sampler="cold", steps=12)
+    path = export_nifti(volume, tmp_path / "studio.nii.gz", provenance=prov)
+    assert Provenance.from_sidecar_file(tmp_path / "studio.json") == prov
+    with pytest.raises(FileExistsError, match="studio.nii.gz"):
+        export_nifti(volume, path, provenance=prov)
+    image = nib.load(path)
+    assert np.allclose(image.affine, volume.affine_ras())
+    assert run_cli(str(path), str(tmp_path / "dicom")) == 0
+    ds = series(tmp_path / "dicom")[0]
+    assert "seed=9" in ds.DerivationDescription and "sampler=cold" in ds.DerivationDescription
+    assert ds.SeriesDescription == "SYNTHETIC CT (PRDiT) seed 9"
