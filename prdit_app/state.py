@@ -1,0 +1,225 @@
+"""The viewer's document: the current volume, the cursor (LPS mm), window/level and display convention.
+
+Views never own state (DESIGN.md section 3): they subscribe to these signals and render. The
+cursor is one point in patient space shared by the three slice views and the 3D view, so linking
+is automatic — a click in one view sets the cursor and every view follows.
+
+:meth:`ViewerState.set_volume` is on the hot path of generation: the Generate panel calls it once
+per sampling step with a new volume of the same geometry. With ``keep_view=True`` and unchanged
+geometry it does no array work at all (the canonical view is a numpy view, levels are the user's),
+keeps cursor, zoom and window/level, and emits ``volumeChanged(False)`` so views only re-slice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+
+from prdit.volume import Volume
+from prdit_app.orientation import CanonicalGrid
+
+RADIOLOGICAL = "radiological"
+NEUROLOGICAL = "neurological"
+
+# Window/level used when a volume carries no hint: mediastinum for CT (HU) data.
+DEFAULT_CT_WINDOW = (350.0, 50.0)
+
+
+def _looks_like_hu(array: np.ndarray) -> bool:
+    """CT in HU has air near -1000; MR/other data is mostly non-negative."""
+    sample = array[:: max(1, array.shape[0] // 16), ::4, ::4]
+    return bool(np.nanmin(sample) <= -500 and np.nanmax(sample) >= -100)
+
+
+def _auto_window(array: np.ndarray) -> tuple[float, float]:
+    """Robust 1-99 percentile window on a strided subsample (cheap even at 512^3)."""
+    sample = np.asarray(array[:: max(1, array.shape[0] // 32), ::2, ::2], dtype=np.float64)
+    lo, hi = np.nanpercentile(sample, [1.0, 99.0])
+    if not np.isfinite(lo) or not np.isfinite(hi) or hi <= lo:
+        lo, hi = float(np.nanmin(sample)), float(np.nanmax(sample))
+        if hi <= lo:
+            hi = lo + 1.0
+    return float(hi - lo), float((hi + lo) / 2.0)
+
+
+def _metadata_window(meta: dict[str, Any]) -> tuple[float, float] | None:
+    """A (width, level) hint stored by a reader (DICOM WindowWidth/WindowCenter), if any."""
+    for wk, lk in (("window_width", "window_center"), ("WindowWidth", "WindowCenter")):
+        if wk in meta and lk in meta:
+            try:
+                w = float(np.ravel(meta[wk])[0])
+                level = float(np.ravel(meta[lk])[0])
+            except (TypeError, ValueError, IndexError):
+                return None
+            if w > 0 and np.isfinite(level):
+                return w, level
+    return None
+
+
+class ViewerState(QObject):
+    """Owns what is displayed; emits a signal for every change views must render."""
+
+    #: a new volume; True when the geometry changed (views reset zoom, sliders, letters)
+    volumeChanged = Signal(bool)
+    #: the cursor moved; argument: LPS position (numpy array, mm)
+    cursorChanged = Signal(object)
+    #: window/level changed; arguments: width, level (HU)
+    windowLevelChanged = Signal(float, float)
+    #: "radiological" or "neurological"
+    conventionChanged = Signal(str)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.volume: Volume | None = None
+        self.grid: CanonicalGrid | None = None
+        self.canonical: np.ndarray | None = None  # can[x, y, z], a view of volume.array
+        self.source: str = ""
+        self.cursor_lps = np.zeros(3)
+        self.window = DEFAULT_CT_WINDOW[0]
+        self.level = DEFAULT_CT_WINDOW[1]
+        self.convention = RADIOLOGICAL
+        self.generation = 0  # bumps with every set_volume: lets throttled views skip stale work
+        self._user_window = False  # the user chose W/L (preset, drag): keep it across new volumes
+
+    # ------------------------------------------------------------------ volume
+    @property
+    def has_volume(self) -> bool:
+        return self.volume is not None
+
+    def set_volume(self, volume: Volume, *, keep_view: bool = False, source: str | None = None) -> None:
+        """Show ``volume``. ``keep_view``: a new frame of the same scene (keep cursor, zoom, W/L).
+
+        If the geometry differs from the current volume's, the view is reset even when
+        ``keep_view`` is set (the old cursor may lie outside the new volume).
+        """
+        if not isinstance(volume, Volume):
+            raise TypeError(f"set_volume needs a prdit.volume.Volume, got {type(volume).__name__}")
+        old_grid = self.grid
+        if (
+            keep_view
+            and old_grid is not None
+            and self.volume is not None
+            and self.volume.same_geometry(volume)
+        ):
+            grid = old_grid
+            geometry_changed = False
+        else:
+            grid = CanonicalGrid.of(volume)
+            geometry_changed = not (keep_view and grid.same_as(old_grid))
+        self.volume = volume
+        self.grid = grid
+        self.canonical = grid.view(volume.array)
+        self.generation += 1
+        if source is not None:
+            self.source = source
+        if geometry_changed:
+            self.cursor_lps = np.asarray(volume.center_lps(), dtype=np.float64)
+            if not keep_view:
+                self._choose_window(volume)
+        self.volumeChanged.emit(geometry_changed)
+        if geometry_changed:
+            self.cursorChanged.emit(self.cursor_lps.copy())
+
+    def _choose_window(self, volume: Volume) -> None:
+        hint = _metadata_window(volume.metadata)
+        if hint is not None:
+            w, level = hint
+        elif _looks_like_hu(volume.array):
+            if self._user_window:
+                return  # CT after CT: keep the window the user picked
+            w, level = DEFAULT_CT_WINDOW
+        else:
+            w, level = _auto_window(volume.array)
+        self._apply_window(w, level)
+
+    # ------------------------------------------------------------------ window/level
+    @property
+    def levels(self) -> tuple[float, float]:
+        """(low, high) HU mapped to black and white."""
+        return (self.level - self.window / 2.0, self.level + self.window / 2.0)
+
+    def set_window_level(self, width: float, level: float) -> None:
+        """Set W/L in HU (width clamped to >= 1 HU)."""
+        self._user_window = True
+        self._apply_window(width, level)
+
+    def _apply_window(self, width: float, level: float) -> None:
+        width = max(1.0, float(width))
+        level = float(level)
+        if width == self.window and level == self.level:
+            return
+        self.window, self.level = width, level
+        self.windowLevelChanged.emit(width, level)
+
+    # ------------------------------------------------------------------ convention
+    def set_convention(self, convention: str) -> None:
+        if convention not in (RADIOLOGICAL, NEUROLOGICAL):
+            raise ValueError(
+                f"display convention must be {RADIOLOGICAL!r} or {NEUROLOGICAL!r}, got {convention!r}"
+            )
+        if convention != self.convention:
+            self.convention = convention
+            self.conventionChanged.emit(convention)
+
+    # ------------------------------------------------------------------ cursor
+    def cursor_canonical(self) -> np.ndarray:
+        """Continuous canonical index (x, y, z) of the cursor."""
+        if self.grid is None:
+            return np.zeros(3)
+        return self.grid.lps_to_canonical(self.cursor_lps)
+
+    def cursor_voxel(self) -> tuple[int, int, int]:
+        """Canonical voxel (x, y, z) under the cursor (clipped)."""
+        if self.grid is None:
+            return (0, 0, 0)
+        return self.grid.clamp_index(self.cursor_canonical())
+
+    def slice_index(self, axis: int) -> int:
+        """Index of the displayed slice along canonical axis 0=x (sagittal), 1=y (coronal), 2=z (axial)."""
+        return self.cursor_voxel()[axis]
+
+    def set_cursor_lps(self, lps: np.ndarray) -> None:
+        """Move the cursor to an LPS point (clipped into the volume)."""
+        if self.grid is None:
+            return
+        c = self.grid.lps_to_canonical(np.asarray(lps, dtype=np.float64))
+        self.set_cursor_canonical(c)
+
+    def set_cursor_canonical(self, c: np.ndarray) -> None:
+        if self.grid is None:
+            return
+        c = np.clip(np.asarray(c, dtype=np.float64), 0, np.asarray(self.grid.size) - 1)
+        lps = self.grid.canonical_to_lps(c)
+        if np.allclose(lps, self.cursor_lps, atol=1e-9):
+            return
+        self.cursor_lps = lps
+        self.cursorChanged.emit(lps.copy())
+
+    def set_slice(self, axis: int, index: int) -> None:
+        """Show slice ``index`` along canonical ``axis`` (moves the cursor along that axis only)."""
+        if self.grid is None:
+            return
+        c = self.cursor_canonical()
+        c[axis] = int(index)
+        self.set_cursor_canonical(c)
+
+    def step_slice(self, axis: int, step: int) -> None:
+        if self.grid is not None:
+            self.set_slice(axis, self.slice_index(axis) + int(step))
+
+    # ------------------------------------------------------------------ readout
+    def probe(self, c: np.ndarray) -> dict[str, Any] | None:
+        """What lies at continuous canonical index ``c``: voxel ijk, LPS mm and HU; None outside."""
+        if self.grid is None or self.volume is None:
+            return None
+        cv = np.rint(np.asarray(c, dtype=np.float64))
+        if np.any(cv < 0) or np.any(cv > np.asarray(self.grid.size) - 1):
+            return None
+        ijk = tuple(int(v) for v in np.rint(self.grid.canonical_to_ijk(cv)))
+        return {
+            "ijk": ijk,
+            "lps": self.volume.index_to_lps(ijk),
+            "value": self.volume.value_at_index(ijk),
+        }
