@@ -329,7 +329,8 @@ def _safe_torch_load(path: Path) -> Any:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        lines = [ln.strip() for ln in str(exc).splitlines() if "Unsupported global" in ln or "GLOBAL" in ln]
+        first = lines[0] if lines else type(exc).__name__
         raise CheckpointError(
             f"checkpoint {path}: refused to load: the file contains Python objects other than tensors "
             f"and plain containers, so it is not a weights checkpoint (loading it could run code). "

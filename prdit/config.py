@@ -78,7 +78,9 @@ class DataConfig:
     # HU range -> [-1, 1]. Phantoms use it (default -1000..1000); a preprocessed folder records its
     # own window, which wins; a value set here must then agree with it.
     hu_window: HUWindowConfig | None = None
-    flip: bool = True  # random left-right flips (augmentation), decided per sample from the run seed
+    # Random left-right flips (augmentation), decided per sample from the run seed. Off by default:
+    # a flip mirrors the anatomy (heart on the right), so samples would show both layouts.
+    flip: bool = False
     phantom_count: int = 64  # phantom source: number of distinct training phantoms
     phantom_val_count: int = 4  # phantom source: held-out phantoms for the validation loss
     phantom_seed_offset: int = 0
