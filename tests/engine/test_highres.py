@@ -1,0 +1,94 @@
+"""Stage 3: a frozen low-resolution PRDiT plus a trainable full-resolution local residual."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from prdit.diffusion import IaNDiffusion
+from prdit.models import (
+    InputSizeError,
+    build_highres_model,
+    build_model,
+    build_model_from_config,
+    load_weights,
+)
+
+
+def _trained_looking_base(size: int = 16):
+    base = build_model("PRDiT-XS/4/1", input_size=size)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in base.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    return base
+
+
+def test_fresh_stage3_equals_the_upsampled_base_prediction():
+    base = _trained_looking_base()
+    hr = build_highres_model(base, input_size=32, patch=10)  # small branch for speed; default is 12
+    assert hr.config.factor == 2 and (hr.config.patch, hr.config.stride, hr.config.pad) == (10, 8, 1)
+    x = torch.rand(2, 1, 32, 32, 32) * 2 - 1
+    t = torch.tensor([50, 800])
+    with torch.no_grad():
+        out = hr(x, t)
+        lo = base(x[:, :, ::2, ::2, ::2], t)  # nearest downsampling picks every other voxel
+    assert out.shape == (2, 2, 32, 32, 32)
+    noise_up = lo[:, :1].repeat_interleave(2, 2).repeat_interleave(2, 3).repeat_interleave(2, 4)
+    image_up = F.interpolate(lo[:, 1:], size=(32, 32, 32), mode="trilinear", align_corners=False)
+    torch.testing.assert_close(out[:, :1], noise_up, rtol=0, atol=1e-6)
+    torch.testing.assert_close(out[:, 1:], image_up, rtol=0, atol=1e-6)
+    assert lo.abs().mean() > 1e-3  # the comparison is not between zeros
+
+
+def test_training_stage3_leaves_the_base_bit_identical():
+    torch.manual_seed(0)
+    base = _trained_looking_base()
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    hr = build_highres_model(base, input_size=32, patch=10)
+    trainable = hr.trainable_parameters()
+    assert trainable and all(not any(p is q for q in base.parameters()) for p in trainable)
+    assert hr.num_parameters(trainable_only=True) == sum(p.numel() for p in trainable)
+    opt = torch.optim.AdamW(hr.parameters(), lr=1e-3, weight_decay=0.1)  # even given every parameter
+    diffusion = IaNDiffusion()
+    x0 = torch.rand(1, 1, 32, 32, 32) * 2 - 1
+    hr.train()
+    assert not base.training
+    branch_before = hr.residual.mlp_denoise.linear_final.weight.clone()
+    for step in range(2):
+        opt.zero_grad()
+        losses = diffusion.training_losses(hr, x0, generator=torch.Generator().manual_seed(step))
+        losses["loss"].backward()
+        assert all(p.grad is None for p in base.parameters())
+        opt.step()
+    for k, v in base.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert not torch.equal(hr.residual.mlp_denoise.linear_final.weight, branch_before)
+    # the optional joint fine-tune can unfreeze it
+    hr.unfreeze_base()
+    assert len(hr.trainable_parameters()) == len(list(hr.parameters()))
+
+
+def test_stage3_state_dict_and_config_round_trip():
+    hr = build_highres_model(_trained_looking_base(), input_size=32, patch=10)
+    again = build_model_from_config(hr.config.to_dict())
+    load_weights(again, hr.state_dict())
+    x, t = torch.rand(1, 1, 32, 32, 32), torch.tensor([300])
+    with torch.no_grad():
+        assert torch.equal(again(x, t), hr(x, t))
+    assert again.config == hr.config and again.base_frozen
+
+
+def test_stage3_rejects_bad_sizes():
+    base = build_model("PRDiT-XS/4/1", input_size=16)
+    with pytest.raises(InputSizeError, match="integer multiple .* of the base model's 16"):
+        build_highres_model(base, input_size=24)
+    with pytest.raises(ValueError, match="patch must be one of"):
+        build_highres_model(base, input_size=32, patch=9)
+    hr = build_highres_model(base, input_size=32, patch=10)
+    assert build_highres_model(base, input_size=32).config.patch == 12  # the published branch
+    with pytest.raises(InputSizeError, match="not a multiple of the 2x factor"):
+        hr(torch.zeros(1, 1, 32, 33, 32), torch.tensor([1]))
+    with pytest.raises(ValueError, match=r"expected a volume batch \[B, 1, D, H, W\]"):
+        hr(torch.zeros(1, 32, 32, 32), torch.tensor([1]))
