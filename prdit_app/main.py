@@ -14,6 +14,7 @@ leaves VTK out entirely for machines without any OpenGL.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import traceback
@@ -179,6 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             app.processEvents()
             saved = window.save_screenshot(args.screenshot, args.screenshot_view)
             print(f"prdit-studio: saved {saved}")
+            print(f"prdit-studio: views {json.dumps(window.view_rects())}")
         except Exception as exc:  # noqa: BLE001 - report, exit non-zero in scripted mode
             traceback.print_exc()
             failures.append(f"screenshot failed: {exc}")

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QEvent, QObject, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, QPoint, Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDragEnterEvent, QDropEvent, QIcon, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -615,6 +615,15 @@ class MainWindow(QMainWindow):
         if target == "3d" and self.volume3d is not None:
             self.volume3d.render_now()
         return self.views[target]
+
+    def view_rects(self) -> dict[str, list[int]]:
+        """Each visible view's rectangle [x, y, w, h] in window pixels (scripted mode prints it)."""
+        out = {}
+        for name, widget in self.views.items():
+            if widget.isVisible():
+                p = widget.mapTo(self, QPoint(0, 0))
+                out[name] = [p.x(), p.y(), widget.width(), widget.height()]
+        return out
 
     def save_screenshot(self, path: str | os.PathLike, target: str = "window") -> Path:
         """Save a PNG of the whole window or one view ('axial', 'coronal', 'sagittal', '3d')."""

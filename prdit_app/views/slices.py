@@ -335,9 +335,10 @@ class SliceView(QWidget):
         return c
 
     def move_cursor_to(self, pos: QPointF) -> None:
+        """Put the crosshair on the centre of the voxel under ``pos`` (so it marks exactly one voxel)."""
         c = self.view_to_canonical(pos)
         if c is not None:
-            self.state.set_cursor_canonical(c)
+            self.state.set_cursor_canonical(np.rint(c))
 
     def canonical_to_scene(self, c: np.ndarray) -> QPointF:
         """Scene position of canonical index ``c`` (tests and tools use it to aim the mouse)."""

@@ -1,0 +1,131 @@
+"""The viewer's document and the canonical reorientation (no widgets, but Qt signals)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from prdit.volume import Volume
+from prdit_app.orientation import CanonicalGrid, closest_axes, orientation_code
+from prdit_app.state import ViewerState
+from tests.app._viewer_support import left_marker_volume, thorax
+
+RAS_DIRECTION = np.diag([-1.0, -1.0, 1.0])  # what a NIfTI in RAS voxel order looks like in LPS
+SAGITTAL_ACQ = np.array([[0.0, 0.0, -1.0], [1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])  # i->P, j->I, k->R
+
+
+def _rot_z(deg: float) -> np.ndarray:
+    a = np.deg2rad(deg)
+    return np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1.0]])
+
+
+@pytest.mark.parametrize(
+    "direction, code",
+    [(np.eye(3), "LPS"), (RAS_DIRECTION, "RAS"), (SAGITTAL_ACQ, "PIR"), (_rot_z(20), "LPS")],
+)
+def test_orientation_code(direction, code):
+    assert orientation_code(Volume(np.zeros((3, 4, 5)), direction=direction)) == code
+
+
+def test_closest_axes_unique_even_at_45_degrees():
+    perm, _ = closest_axes(_rot_z(45))
+    assert sorted(perm) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("direction", [np.eye(3), RAS_DIRECTION, SAGITTAL_ACQ, _rot_z(15) @ SAGITTAL_ACQ])
+def test_canonical_view_points_lps_and_maps_back(direction):
+    vol = thorax(shape=(6, 7, 8), direction=direction, origin=(3.0, -2.0, 5.0))
+    grid = CanonicalGrid.of(vol)
+    can = grid.view(vol.array)
+    assert can.shape == grid.size
+    assert np.shares_memory(can, vol.array)  # a view, never a copy
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        c = tuple(int(rng.integers(0, n)) for n in grid.size)
+        ijk = grid.canonical_to_ijk(np.array(c, float)).astype(int)
+        assert can[c] == vol.value_at_index(ijk)
+        np.testing.assert_allclose(
+            grid.lps_to_canonical(grid.canonical_to_lps(np.array(c, float))), c, atol=1e-9
+        )
+    # moving +1 along canonical x goes (mostly) towards patient Left, y Posterior, z Superior
+    base = grid.canonical_to_lps(np.zeros(3))
+    for a in range(3):
+        step = np.zeros(3)
+        step[a] = 1
+        assert (grid.canonical_to_lps(step) - base)[a] > 0
+
+
+def test_marker_on_the_left_is_at_high_canonical_x_for_any_voxel_order():
+    for direction in (np.eye(3), RAS_DIRECTION, SAGITTAL_ACQ):
+        vol = left_marker_volume(direction)
+        grid = CanonicalGrid.of(vol)
+        can = grid.view(vol.array)
+        xs = np.nonzero(can > 0)[0]
+        assert xs.size and xs.min() > grid.size[0] / 2, direction
+
+
+def test_set_volume_resets_then_keep_view_keeps_cursor_and_window(qtbot):
+    st = ViewerState()
+    vol = thorax()
+    with qtbot.waitSignal(st.volumeChanged) as sig:
+        st.set_volume(vol)
+    assert sig.args == [True]
+    np.testing.assert_allclose(st.cursor_lps, vol.center_lps())
+    assert (st.window, st.level) == (350.0, 50.0)  # CT data: mediastinum by default
+
+    st.set_window_level(1500, -600)
+    st.set_slice(2, 3)
+    cursor = st.cursor_lps.copy()
+    new = vol.with_array(vol.array + 5)
+    with qtbot.waitSignal(st.volumeChanged) as sig:
+        st.set_volume(new, keep_view=True)
+    assert sig.args == [False]
+    assert st.volume is new
+    np.testing.assert_allclose(st.cursor_lps, cursor)
+    assert (st.window, st.level) == (1500.0, -600.0)
+    assert st.slice_index(2) == 3
+
+
+def test_keep_view_with_new_geometry_resets_cursor(qtbot):
+    st = ViewerState()
+    st.set_volume(thorax())
+    st.set_slice(2, 0)
+    other = thorax(shape=(10, 12, 14))
+    with qtbot.waitSignal(st.volumeChanged) as sig:
+        st.set_volume(other, keep_view=True)
+    assert sig.args == [True]
+    np.testing.assert_allclose(st.cursor_lps, other.center_lps())
+
+
+def test_non_ct_data_gets_a_percentile_window():
+    st = ViewerState()
+    arr = np.random.default_rng(1).uniform(0, 500, size=(8, 9, 10)).astype(np.float32)
+    st.set_volume(Volume(arr))
+    lo, hi = st.levels
+    assert 0 <= lo < 30 and 470 < hi <= 500
+
+
+def test_dicom_window_hint_is_used():
+    st = ViewerState()
+    vol = thorax()
+    vol.metadata.update(window_center=40, window_width=400)
+    st.set_volume(vol)
+    assert (st.window, st.level) == (400.0, 40.0)
+
+
+def test_cursor_is_clipped_into_the_volume_and_probe_reads_the_voxel():
+    st = ViewerState()
+    vol = thorax(direction=RAS_DIRECTION)
+    st.set_volume(vol)
+    st.set_cursor_lps(np.array([1e6, -1e6, 1e6]))
+    c = st.cursor_canonical()
+    assert np.all(c >= 0) and np.all(c <= np.asarray(st.grid.size) - 1)
+    probe = st.probe(np.array([2, 3, 4]))
+    assert probe["value"] == vol.value_at_index(probe["ijk"])
+    np.testing.assert_allclose(probe["lps"], vol.index_to_lps(probe["ijk"]))
+    assert st.probe(np.array([-3, 0, 0])) is None
+
+
+def test_bad_convention_is_refused():
+    with pytest.raises(ValueError, match="radiological"):
+        ViewerState().set_convention("sideways")

@@ -1,0 +1,161 @@
+"""The 3D view and the scripted screenshot, each in a subprocess (VTK may segfault without OpenGL).
+
+* offscreen VTK (EGL/llvmpipe) under Qt's offscreen platform: presets -> transfer functions, the
+  rendered image, anatomical orientation of the default camera, the streaming throttle;
+* ``prdit-studio --phantom ... --screenshot ... --quit`` under Xvfb with the native Qt VTK widget:
+  all four views rendered (not black, not uniform).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+NO_GL = 77  # exit code of the child when VTK cannot open any OpenGL context
+
+OFFSCREEN_SCRIPT = textwrap.dedent(
+    r"""
+    import os, sys, json
+    import numpy as np
+    from PySide6.QtWidgets import QApplication
+    app = QApplication([])
+    from prdit.volume import Volume
+    from prdit_app.state import ViewerState
+    from prdit_app.views import volume3d
+    from prdit_app.presets import volume_rendering_presets
+
+    try:
+        view_state = ViewerState()
+        view = volume3d.Volume3DView(view_state, offscreen=True)
+    except Exception as exc:
+        print("no GL:", exc); sys.exit(77)
+    view.resize(260, 260); view.show(); app.processEvents()
+    out = {}
+    # 1. presets map onto VTK transfer functions exactly
+    for name, p in volume_rendering_presets().items():
+        view.set_preset(name)
+        s = view.scene
+        out[name] = {
+            "opacity": [s.opacity.GetValue(hu) for hu, _ in p.scalar_opacity],
+            "expected_opacity": [a for _, a in p.scalar_opacity],
+            "color": [list(s.colors.GetColor(hu)) for hu, *_ in p.color],
+            "expected_color": [list(c) for _, *c in p.color],
+            "blend": s.mapper.GetBlendMode(),
+            "shade": s.property.GetShade(),
+        }
+    # 2. a bright block on the patient's LEFT, seen from the front, lands on the screen right
+    d = h = w = 40
+    arr = np.full((d, h, w), -1000, np.float32)
+    arr[14:26, 14:26, 28:36] = 1200   # i large = +x = patient Left (LPS identity)
+    vol = Volume(arr, (2.0, 2.0, 2.0))
+    view.set_preset("CT-MIP")
+    view_state.set_volume(vol)
+    view.render_now()
+    img = view.surface.pixmap().toImage()
+    from PySide6.QtGui import QImage
+    img = img.convertToFormat(QImage.Format.Format_Grayscale8)
+    g = np.frombuffer(img.constBits(), np.uint8).reshape(img.height(), img.bytesPerLine())[:, : img.width()]
+    ys, xs = np.nonzero(g > 200)
+    out["marker_x"] = float(xs.mean() / img.width()) if xs.size else -1.0
+    out["bright_pixels"] = int(xs.size)
+    # 3. streaming: 25 frames in a burst -> far fewer renders, and the last one shows the newest data
+    view.render_now()
+    renders0 = view.render_count
+    for n in range(25):
+        view_state.set_volume(vol.with_array(arr + n), keep_view=True)
+        app.processEvents()
+    import time
+    t_end = time.time() + 4 * max(view.last_render_s, 0.05) + 1.5
+    while time.time() < t_end:
+        app.processEvents()
+        time.sleep(0.01)
+    out["stream_renders"] = view.render_count - renders0
+    out["dropped"] = view.dropped
+    out["latest_uploaded"] = bool(view._data_generation == view_state.generation)
+    out["buffer_max"] = float(view.scene._buffer.max())
+    view.close_vtk()
+    print("RESULT " + json.dumps(out))
+    """
+)
+
+
+def _run(cmd, env, timeout=240):
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _result(proc) -> dict:
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    raise AssertionError(f"child failed (rc {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+
+
+@pytest.mark.vtk
+def test_offscreen_vtk_presets_orientation_and_throttle(tmp_path):
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PRDIT_SETTINGS=str(tmp_path / "s.ini"))
+    env.pop("DISPLAY", None)
+    env.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+    proc = _run([sys.executable, "-c", OFFSCREEN_SCRIPT], env)
+    if proc.returncode == NO_GL or proc.returncode < 0 and "RESULT" not in proc.stdout:
+        pytest.skip(f"VTK cannot render offscreen here (rc {proc.returncode}): {proc.stderr[-300:]}")
+    out = _result(proc)
+    for name in ("CT-Bone", "CT-Lung", "CT-Soft-Tissue", "CT-MIP"):
+        np.testing.assert_allclose(out[name]["opacity"], out[name]["expected_opacity"], atol=1e-6)
+        np.testing.assert_allclose(out[name]["color"], out[name]["expected_color"], atol=1e-6)
+    assert out["CT-MIP"]["blend"] == 1 and out["CT-Bone"]["blend"] == 0  # VTK: 0 composite, 1 MIP
+    assert out["CT-Bone"]["shade"] == 1 and out["CT-Soft-Tissue"]["shade"] == 0
+    assert out["bright_pixels"] > 50
+    assert out["marker_x"] > 0.55, "patient-left marker should be on the screen right in the anterior view"
+    assert 1 <= out["stream_renders"] < 25 and out["dropped"] > 0
+    assert out["latest_uploaded"] and out["buffer_max"] == pytest.approx(1200 + 24)
+
+
+def _region_stats(rgb: np.ndarray, rect) -> tuple[float, float]:
+    x, y, w, h = rect
+    inner = rgb[y + 4 : y + h - 24, x + 4 : x + w - 4]  # skip borders and the slider row
+    gray = inner.mean(axis=-1)
+    return float(gray.mean()), float(gray.std())
+
+
+@pytest.mark.vtk
+@pytest.mark.skipif(shutil.which("xvfb-run") is None, reason="xvfb-run is not installed (apt install xvfb)")
+def test_scripted_screenshot_under_xvfb_shows_four_rendered_views(tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "studio.png"
+    env = dict(os.environ, QT_QPA_PLATFORM="xcb", PRDIT_SETTINGS=str(tmp_path / "s.ini"))
+    env.pop("VTK_DEFAULT_OPENGL_WINDOW", None)
+    cmd = [
+        "xvfb-run", "-a", "-s", "-screen 0 1280x800x24",
+        sys.executable, "-m", "prdit_app.main", "--phantom", "0", "--size", "48", "--no-panels",
+        "--preset", "lung", "--window-size", "1200x760", "--screenshot", str(out), "--quit",
+    ]  # fmt: skip
+    proc = _run(cmd, env, timeout=300)
+    if proc.returncode != 0 and "could not connect to display" in proc.stderr + proc.stdout:
+        pytest.skip("Xvfb could not start here")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rects = None
+    for line in proc.stdout.splitlines():
+        if line.startswith("prdit-studio: views "):
+            rects = json.loads(line.split("views ", 1)[1])
+    assert rects and set(rects) == {"axial", "sagittal", "coronal", "3d"}
+    rgb = np.asarray(Image.open(out).convert("RGB"), dtype=np.float64)
+    assert rgb.shape[0] >= 700 and rgb.shape[1] >= 1100
+    for name in ("axial", "sagittal", "coronal"):
+        mean, std = _region_stats(rgb, rects[name])
+        assert mean > 15 and std > 20, f"{name} view looks empty: mean {mean:.1f}, std {std:.1f}"
+    x, y, w, h = rects["3d"]
+    region = rgb[y + 4 : y + h - 4, x + 4 : x + w - 4]
+    # CT-Bone colours tissue warm (red > blue); the gradient background is bluish-grey
+    warm = (region[..., 0] > 90) & (region[..., 0] > region[..., 2] + 25)
+    assert warm.mean() > 0.02, f"3D view shows no rendered volume ({warm.mean():.4f} warm pixels)"
+    assert region.std() > 10
