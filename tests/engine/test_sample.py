@@ -1,0 +1,175 @@
+"""`prdit sample`: NIfTI in HU with the true spacing, sidecars, previews, DICOM, per-sample seeds."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from prdit import checkpoint as ckpt
+from prdit.cli import CliError
+from prdit.cli import sample as sample_cli
+from prdit.data.normalize import HUWindow
+from prdit.models import build_model
+from prdit.sampling import SIDECAR_KEYS, SampleSpec, generate_to_folder, planned_indices
+
+NAME, SIZE = "PRDiT-XS/4/0", 16
+SPACING = [1.5, 1.25, 2.0]  # anisotropic on purpose: (x, y, z) must not get swapped
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A checkpoint with non-trivial weights (a fresh model predicts exactly zero)."""
+    root = tmp_path_factory.mktemp("run")
+    torch.manual_seed(0)
+    model = build_model(NAME, input_size=SIZE)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    meta = {
+        "stage": 1,
+        "model_name": NAME,
+        "input_size": SIZE,
+        "hu_window": HUWindow(-1000, 1000).to_dict(),
+        "spacing": SPACING,
+    }
+    ckpt.save_checkpoint(
+        root / "checkpoints",
+        12,
+        model_state=model.state_dict(),
+        ema_state=model.state_dict(),
+        optimizer_state=None,
+        meta=meta,
+    )
+    return root
+
+
+def _cli(*argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    sample_cli.add_arguments(parser)
+    return sample_cli.run(parser.parse_args(list(argv)))
+
+
+def test_cli_writes_nifti_with_true_spacing_and_sidecars(run_dir, tmp_path):
+    out = tmp_path / "s"
+    assert (
+        _cli(
+            str(run_dir),
+            "--count",
+            "2",
+            "--steps",
+            "4",
+            "--seed",
+            "7",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--device",
+            "cpu",
+            "--dicom",
+        )
+        == 0
+    )
+    for i in range(2):
+        img = nib.load(out / f"sample_{i:05d}.nii.gz")
+        assert img.shape == (SIZE, SIZE, SIZE)
+        assert np.allclose(img.header.get_zooms(), SPACING)
+        data = np.asarray(img.dataobj)
+        assert data.min() >= -1000 - 1e-3 and data.max() <= 1000 + 1e-3 and data.std() > 1.0
+        side = json.loads((out / f"sample_{i:05d}.json").read_text())
+        assert set(SIDECAR_KEYS) <= set(side)
+        assert (side["seed"], side["sampler"], side["steps"], side["k"]) == (7 + i, "hot", 4, 2)
+        assert side["model_name"] == NAME and side["input_size"] == SIZE and side["training_step"] == 12
+        assert side["checkpoint_sha256"] == ckpt.sha256_file(
+            run_dir / "checkpoints" / "step_0000012" / "ema.safetensors"
+        )
+        assert (out / f"sample_{i:05d}.png").stat().st_size > 0
+        assert len(list((out / f"sample_{i:05d}_dicom").glob("*.dcm"))) == SIZE
+    # the same command again refuses to overwrite, and --skip-existing has nothing to do
+    with pytest.raises(CliError, match="already exists"):
+        _cli(
+            str(run_dir),
+            "--count",
+            "2",
+            "--steps",
+            "4",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--device",
+            "cpu",
+        )
+    assert (
+        _cli(
+            str(run_dir),
+            "--count",
+            "2",
+            "--steps",
+            "4",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--device",
+            "cpu",
+            "--skip-existing",
+        )
+        == 0
+    )
+
+
+def test_sample_i_does_not_depend_on_the_batch_size(run_dir, tmp_path):
+    model, info = ckpt.load_for_inference(run_dir)
+    arrays = {}
+    for bs in (1, 3):
+        spec = SampleSpec(count=3, steps=5, sampler="hot", k=2, seed=11, batch_size=bs)
+        written = generate_to_folder(model, info, tmp_path / f"bs{bs}", spec, previews=False)
+        assert [w.index for w in written] == [0, 1, 2]
+        arrays[bs] = [np.asarray(nib.load(w.nifti).dataobj) for w in written]
+    for a, b in zip(arrays[1], arrays[3], strict=True):
+        # within 0.05 HU (1 HU is the smallest step CT reports): batched matmuls sum in another order
+        np.testing.assert_allclose(a, b, rtol=0, atol=0.05)
+    assert not np.allclose(arrays[1][0], arrays[1][1])  # different seeds, different volumes
+
+
+def test_cold_sampler_and_raw_weights(run_dir, tmp_path):
+    assert (
+        _cli(
+            str(run_dir),
+            "--count",
+            "1",
+            "--steps",
+            "3",
+            "--sampler",
+            "cold",
+            "--raw-weights",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+            "--no-preview",
+            "--device",
+            "cpu",
+        )
+        == 0
+    )
+    side = json.loads((tmp_path / "sample_00000.json").read_text())
+    assert (side["sampler"], side["k"], side["weights"]) == ("cold", 1, "model")
+    assert not (tmp_path / "sample_00000.png").exists()
+
+
+def test_ranks_share_the_work():
+    spec = SampleSpec(count=5, start_index=10)
+    shares = [planned_indices(spec, r, 2) for r in range(2)]
+    assert shares == [[10, 12, 14], [11, 13]]
+
+
+def test_bad_arguments_are_clear(run_dir, tmp_path):
+    with pytest.raises(CliError, match="--count must be >= 1"):
+        _cli(str(run_dir), "--count", "0", "--out", str(tmp_path))
+    with pytest.raises(CliError, match="no such file"):
+        _cli(str(tmp_path / "missing"), "--out", str(tmp_path), "--device", "cpu")
+    with pytest.raises(ValueError, match="sampling steps"):
+        _cli(str(run_dir), "--steps", "5000", "--out", str(tmp_path), "--device", "cpu", "--no-progress")
