@@ -60,6 +60,9 @@ def save_png(image: QImage, path: str | os.PathLike) -> Path:
     try:
         if not image.save(tmp, "PNG"):
             raise OSError(f"could not write PNG data to {target} (is the folder writable?)")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; a screenshot is for sharing
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

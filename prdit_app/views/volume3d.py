@@ -205,7 +205,12 @@ class VolumeScene:
         return geometry_changed
 
     def set_streaming(self, streaming: bool) -> None:
-        """Coarser rays (2x sample distance) while volumes stream in; full quality otherwise."""
+        """Coarser rays while volumes stream in; full quality otherwise.
+
+        The big saving comes from the render window's desired update rate (set by the view):
+        with ``AutoAdjustSampleDistances`` the mapper then casts fewer rays (measured 5-7x faster
+        at 128^3 on llvmpipe). The explicit sample distance applies where auto-adjust is off.
+        """
         self.streaming = streaming
         if self._full_sample_distance > 0:
             self.mapper.SetSampleDistance(self._full_sample_distance * (2.0 if streaming else 1.0))
@@ -437,6 +442,7 @@ class Volume3DView(QWidget):
         layout.addWidget(self.surface)
 
         self.last_render_s = 0.0
+        self._cost: dict[bool, float] = {}  # last render time at full (False) / streaming (True) quality
         self.render_count = 0
         self.dropped = 0  # state changes absorbed by the throttle (frames never drawn)
         self._data_generation = -1
@@ -506,7 +512,10 @@ class Volume3DView(QWidget):
         self._dirty = True
         if self._timer.isActive():
             return
-        interval = max(self.MIN_INTERVAL_S, self.last_render_s / self.BUDGET - self.last_render_s)
+        cost = self._cost.get(self._streaming)
+        if cost is None:  # first streamed frame: assume the reduced quality is ~4x cheaper
+            cost = self._cost.get(False, 0.0) / 4.0
+        interval = max(self.MIN_INTERVAL_S, cost / self.BUDGET - cost)
         wait_ms = max(0, int((interval - self._since_render.elapsed() / 1000.0) * 1000))
         self._timer.start(wait_ms)
 
@@ -534,6 +543,7 @@ class Volume3DView(QWidget):
             window.SetDesiredUpdateRate(8.0 if self._streaming else 0.0001)
             window.Render()
         self.last_render_s = time.perf_counter() - t0
+        self._cost[self._streaming] = self.last_render_s
         self.render_count += 1
         self._dirty = False
         self._since_render.restart()
