@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 from prdit.volume import Volume
+from prdit_app.dialogs import show_error
 from prdit_app.trajectory import TrajectoryStore, tri_planar_slices, window_to_uint8
 from prdit_app.worker import TaskWorker
 
@@ -373,13 +374,31 @@ class ExportPanel(QWidget):
         self.refresh()
 
     # -- state
+    def trajectory(self) -> tuple[TrajectoryStore, int] | None:
+        """``(store, sample)`` from ``get_trajectory``, else from the window's Generate panel."""
+        if self.get_trajectory is not None:
+            return self.get_trajectory()
+        from prdit_app.panels.generate import GeneratePanel
+
+        panel = self.window().findChild(GeneratePanel) if self.window() is not None else None
+        if panel is None:
+            return None
+        if not panel.property("_export_linked"):  # keep the labels current while it generates
+            panel.volumeShown.connect(self.refresh)
+            panel.setProperty("_export_linked", True)
+        return panel.store, panel.trajectory.sample
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt override
+        self.refresh()
+        super().showEvent(event)
+
     def refresh(self, *_: Any) -> None:
         """Update labels and enabled buttons (connect to the generate panel's volumeShown)."""
         volume = self.get_volume()
         has_volume = volume is not None
         self.dicom_button.setEnabled(has_volume)
         self.nifti_button.setEnabled(has_volume)
-        traj = self.get_trajectory() if self.get_trajectory else None
+        traj = self.trajectory()
         has_traj = traj is not None and len(traj[0]) > 0
         self.gif_button.setEnabled(has_traj)
         self.png_button.setEnabled(has_traj)
@@ -400,7 +419,7 @@ class ExportPanel(QWidget):
         self.last_outcome = outcome
         status, value = outcome
         if status == "failed":
-            QMessageBox.critical(self, f"{what} export failed", str(value))
+            show_error(self, f"{what} export failed", str(value))
         return outcome
 
     # -- exports (callable from tests and scripts without file dialogs)
@@ -424,7 +443,7 @@ class ExportPanel(QWidget):
         return self._finish(run_with_progress(self, label, lambda p: export_nifti(volume, path, p)), "NIfTI")
 
     def _frames_job(self, with_xt: bool) -> Callable[[ProgressFn], list[np.ndarray]] | None:
-        traj = self.get_trajectory() if self.get_trajectory else None
+        traj = self.trajectory()
         volume = self.get_volume()
         if traj is None or volume is None:
             return None

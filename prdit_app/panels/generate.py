@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import math
 import random
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QCoreApplication, Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -38,6 +39,7 @@ from PySide6.QtWidgets import (
 
 from prdit.paths import resource
 from prdit.volume import Volume
+from prdit_app.dialogs import show_error
 from prdit_app.trajectory import TrajectoryStore, TrajectoryWidget
 from prdit_app.worker import (
     ModelInfo,
@@ -164,6 +166,7 @@ class GeneratePanel(QWidget):
         self.result: SamplingResult | None = None
         self.last_update: StepUpdate | None = None
         self.steps_drawn = 0
+        self.draw_ms_max = 0.0  # the longest GUI-thread handling of one step (views included)
         self._shown: Volume | None = None
         self._memory_models: dict[str, tuple[Any, ModelInfo]] = {}
         self._build_ui()
@@ -172,6 +175,9 @@ class GeneratePanel(QWidget):
             self.add_checkpoint(path, select=self.model_combo.count() == 0)
         self._refresh_model_info()
         self._set_running(False)
+        app = QCoreApplication.instance()
+        if app is not None:  # never let the app exit with a sampling thread still running
+            app.aboutToQuit.connect(self.shutdown)
 
     # ------------------------------------------------------------------ UI
     def _build_ui(self) -> None:
@@ -213,7 +219,7 @@ class GeneratePanel(QWidget):
         self.seed_spin.setValue(0)
         self.seed_spin.setToolTip("Sample i of a batch uses seed + i, like `prdit sample`")
         self.dice_button = QToolButton()
-        self.dice_button.setText("🎲")
+        self.dice_button.setText("⚄")
         self.dice_button.setToolTip("Random seed")
         self.samples_spin = QSpinBox()
         self.samples_spin.setRange(1, 64)
@@ -398,6 +404,7 @@ class GeneratePanel(QWidget):
         self.result = None
         self.last_update = None
         self.steps_drawn = 0
+        self.draw_ms_max = 0.0
         self.progress.setRange(0, request.steps)
         self.progress.setValue(0)
         self.step_label.setText(f"Step 0/{request.steps}")
@@ -439,6 +446,11 @@ class GeneratePanel(QWidget):
 
     # ------------------------------------------------------------------ worker signals
     def _on_step(self, update: StepUpdate) -> None:
+        t0 = time.perf_counter()
+        self._show_step(update)
+        self.draw_ms_max = max(self.draw_ms_max, (time.perf_counter() - t0) * 1000.0)
+
+    def _show_step(self, update: StepUpdate) -> None:
         self.last_update = update
         self.steps_drawn += 1
         done = update.index + 1
@@ -477,7 +489,7 @@ class GeneratePanel(QWidget):
     def _on_failed(self, title: str, message: str) -> None:
         self._set_running(False)
         self.status_label.setText(f"{title}.")
-        QMessageBox.critical(self, title, message)
+        show_error(self, title, message)
 
     def _on_scrubbed(self, hu: np.ndarray, label: str) -> None:
         result = self.result

@@ -204,3 +204,32 @@ def test_bad_checkpoint_shows_a_dialog(qtbot, panel, monkeypatch, tmp_path):
     _wait_idle(qtbot, panel)
     assert dialogs[0][0] == "Cannot load the model" and "broken.safetensors" in dialogs[0][1]
     assert panel.start_button.isEnabled()
+
+
+def test_in_the_studio_window_steps_stream_into_the_viewer_and_export_finds_them(
+    qtbot, tmp_path, monkeypatch
+):
+    """The panels as prdit-studio installs them: the viewer state follows every drawn step."""
+    monkeypatch.setenv("PRDIT_SETTINGS", str(tmp_path / "settings.ini"))
+    from prdit_app.main import install_panels
+    from prdit_app.mainwindow import MainWindow
+    from prdit_app.panels.export import ExportPanel
+
+    window = MainWindow(enable_3d=False)
+    qtbot.addWidget(window)
+    assert install_panels(window) == ["Generate", "Export"]
+    window.show()
+    panel = window.findChild(GeneratePanel)
+    export = window.findChild(ExportPanel)
+    seen = []
+    window.state.volumeChanged.connect(lambda changed: seen.append(window.state.volume))
+    model = CountingModel(size=8)
+    _use_fake(panel, model)
+    panel.steps_spin.setValue(6)
+    panel.start()
+    _wait_idle(qtbot, panel)
+    assert seen and window.state.volume is panel.result.volumes[0]
+    assert len(seen) >= 2  # streamed steps, then the final sample
+    window.panel_tabs.setCurrentWidget(export)
+    assert export.gif_button.isEnabled() and export.trajectory()[0] is panel.store
+    assert "seed 0" in export.shown_label.text()
