@@ -1,0 +1,254 @@
+"""The Train panel drives a real ``prdit train`` child process on a tiny phantom run.
+
+The run is the phantom-tiny preset shrunk to seconds on 2 CPU cores (16^3 volumes, 2 phantoms,
+batch 2): started from the panel it must produce curve points read from metrics.jsonl, a preview
+and a checkpoint; Stop (SIGTERM) must leave a checkpoint that Resume continues from; a run that
+fails must show its error output and bring the panel back to idle.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from prdit_app.panels.train import (
+    CurveData,
+    JsonlTail,
+    TrainPanel,
+    TrainSettings,
+    latest_preview,
+    list_run_checkpoints,
+    parse_overrides,
+    resume_argv,
+)
+
+pytestmark = pytest.mark.gui
+
+# Seconds on 2 cores: tiny volumes, few phantoms, every step logged.
+TINY = """\
+data.phantom_count=2
+data.phantom_val_count=1
+data.cache=true
+log.every=1
+log.val_every=2
+log.preview_every=2
+checkpoint.every=2
+checkpoint.keep_last=2
+train.warmup_steps=1
+train.threads=2
+"""
+
+
+def _tiny_form(panel: TrainPanel, out: Path, steps: int) -> None:
+    panel.set_config("phantom-tiny")
+    panel.phantom_radio.setChecked(True)
+    panel.out_edit.setText(str(out))
+    panel.model_combo.setCurrentText("PRDiT-XS/4/0")
+    panel.size_spin.setValue(16)
+    panel.steps_spin.setValue(steps)
+    panel.batch_spin.setValue(2)
+    panel.lr_edit.setText("1e-3")
+    panel.device_combo.setCurrentText("cpu")
+    panel.extra_edit.setPlainText(TINY)
+
+
+@pytest.fixture
+def panel(qtbot, tmp_path):
+    p = TrainPanel(runs_root=tmp_path / "runs", poll_ms=100)
+    qtbot.addWidget(p)
+    yield p
+    p.shutdown(timeout_ms=20000)
+
+
+# ------------------------------------------------------------------ helpers without a process
+def test_jsonl_tail_reads_only_new_complete_lines(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    tail = JsonlTail(path)
+    assert tail.read_new() == []  # no file yet
+    path.write_text('{"step": 1, "loss": 0.5}\n{"step": 2, "lo')
+    assert tail.read_new() == [{"step": 1, "loss": 0.5}]
+    with open(path, "a") as f:
+        f.write('ss": 0.4}\nnot json\n[1, 2]\n')
+    assert tail.read_new() == [{"step": 2, "loss": 0.4}]
+    assert tail.bad_lines == 2
+    assert tail.read_new() == []
+    path.write_text('{"step": 1, "loss": 0.9}\n')  # a new run in the same folder: shorter file
+    assert tail.read_new() == [{"step": 1, "loss": 0.9}]
+    assert tail.reset
+
+
+def test_curve_data_collects_losses_and_events():
+    c = CurveData()
+    c.add({"event": "start", "step": 0})
+    c.add({"step": 20, "loss": 0.8, "loss_x0": 0.5, "loss_noise": 0.3, "steps_per_s": 2.0, "eta_s": 10})
+    c.add({"step": 20, "val_loss": 0.7, "val_loss_ema": float("nan"), "preview": "p.png"})
+    c.add({"step": 40, "checkpoint": "ck", "event": "stopped", "reason": "SIGTERM"})
+    c.add({"no": "step"})
+    assert c.points["loss"] == ([20.0], [0.8])
+    assert c.points["val_loss"] == ([20.0], [0.7])
+    assert "val_loss_ema" not in c.points  # NaN is not drawn
+    assert (c.last_step, c.event, c.reason) == (40, "stopped", "SIGTERM")
+    assert (c.steps_per_s, c.eta_s, c.last_checkpoint, c.last_preview) == (2.0, 10.0, "ck", "p.png")
+
+
+def test_settings_become_a_prdit_train_command(tmp_path):
+    s = TrainSettings(
+        config="phantom-tiny", out_dir=str(tmp_path / "r"), data_dir=None, model_name="PRDiT-XS/4/0",
+        input_size=16, stage=1, max_steps=7, batch_size=2, lr=2e-4, device="cpu", extra=["log.every=1"],
+    )  # fmt: skip
+    argv = s.argv()
+    assert argv[1:4] == ["-m", "prdit", "train"]
+    joined = " ".join(argv)
+    for part in (
+        "phantom-tiny --out", "data.source=phantom", "model.input_size=16", "train.batch_size=2",
+        "train.lr=0.0002", "--max-steps 7", "--device cpu", "--set log.every=1", "model.init_from=null",
+    ):  # fmt: skip
+        assert part in joined
+    s.data_dir, s.stage, s.init_from, s.model_name = "/data/x", 2, "/runs/s1", "PRDiT-XS/4/1"
+    joined = " ".join(s.argv())
+    assert "--data /data/x" in joined and "--init-from /runs/s1" in joined and "stage=2" in joined
+    r = resume_argv(tmp_path / "r", 20, "cpu")
+    assert r[4:] == [str(tmp_path / "r" / "config.yaml"), "--out", str(tmp_path / "r"), "--resume",
+                     "--no-progress", "--max-steps", "20", "--device", "cpu"]  # fmt: skip
+
+
+def test_parse_overrides_names_the_bad_line():
+    assert parse_overrides("a.b=1\n\n# comment\nc=[1, 2]  # tail\n") == ["a.b=1", "c=[1, 2]"]
+    with pytest.raises(ValueError, match="line 2.*KEY=VALUE"):
+        parse_overrides("a=1\nnot an override\n")
+
+
+def test_form_is_filled_from_presets_and_validated(panel, tmp_path):
+    assert panel.config_combo.findText("phantom-tiny") >= 0
+    panel.set_config("phantom-tiny")
+    assert panel.model_combo.currentText() == "PRDiT-XS/4/0"
+    assert panel.size_spin.value() == 32 and panel.batch_spin.value() == 4
+    assert panel.phantom_radio.isChecked()
+    assert Path(panel.out_edit.text()).name == "phantom-tiny"
+    panel.set_config("lidc-stage2")
+    assert panel.stage_combo.currentData() == 2 and panel.folder_radio.isChecked()
+    assert panel.init_edit.isEnabled()
+    # A folder source without a folder: a clear message, nothing started.
+    panel.data_edit.setText("")
+    assert not panel.start()
+    assert "Data:" in panel.error_label.text() and not panel.running
+    panel.set_config("phantom-tiny")
+    panel.lr_edit.setText("2")
+    assert not panel.start()
+    assert "Learning rate" in panel.error_label.text()
+
+
+# ------------------------------------------------------------------ real runs
+def test_run_from_panel_gives_curves_and_checkpoints_and_stop_resume_continues(qtbot, panel, tmp_path):
+    """One child process trains until Stop, a second resumes it to the end (two process start-ups
+    are most of this test's time, so both requirements share them)."""
+    loaded = []
+    panel.loadCheckpointRequested.connect(loaded.append)
+    out = tmp_path / "runs" / "tiny"
+    _tiny_form(panel, out, steps=100000)
+    assert panel.start(), panel.error_label.text()
+    assert panel.running and not panel.start_button.isEnabled() and panel.stop_button.isEnabled()
+    assert not panel.resume_button.isEnabled()
+
+    # Phase 1: live curve points, a preview and a periodic checkpoint appear while it runs.
+    qtbot.waitUntil(lambda: panel.curves.count("loss") >= 3 and bool(panel.checkpoints), timeout=90000)
+    assert panel.running
+    assert panel.checkpoints[0][0] == 2
+    qtbot.waitUntil(lambda: panel.preview_caption.text().startswith("step "), timeout=10000)
+    assert not panel.preview_label.pixmap().isNull()
+
+    # Phase 2: Stop = SIGTERM -> the run saves a checkpoint at the step it reached and exits 0.
+    panel.stop_button.click()
+    assert panel.stop_button.text() == "Kill"
+    qtbot.waitUntil(lambda: not panel.running, timeout=60000)
+    assert panel.last_outcome.ok and panel.last_outcome.stopped, panel.log_view.plain_text()
+    assert panel.curves.event == "stopped" and panel.curves.reason == "SIGTERM"
+    stopped_at = panel.curves.last_step
+    assert list_run_checkpoints(out)[-1][0] == stopped_at
+    assert "Resume continues" in panel.status_label.text()
+    assert panel.resume_button.isEnabled() and panel.stop_button.text() == "Stop"
+    # Start on the same folder is refused (it would mix two runs); Resume is the way on.
+    assert not panel.start()
+    assert "Resume" in panel.error_label.text()
+
+    # Phase 3: Resume continues from that checkpoint to the new step budget.
+    panel.steps_spin.setValue(stopped_at + 2)
+    assert panel.resume(), panel.error_label.text()
+    qtbot.waitUntil(lambda: not panel.running, timeout=90000)
+    assert panel.last_outcome.ok, panel.log_view.plain_text()
+    log = panel.log_view.plain_text()
+    assert f"resumed from {out / 'checkpoints' / f'step_{stopped_at:07d}'}" in log
+    assert "prdit train" in log  # the command line is shown with the run's output
+    assert panel.status_label.text().startswith(f"Finished at step {stopped_at + 2}")
+    assert panel.curves.event == "finished"
+
+    # The curves hold exactly the JSONL's numbers, one point per logged step, across both runs.
+    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    losses = [(float(r["step"]), r["loss"]) for r in records if "loss" in r]
+    assert [s for s, _ in losses] == [float(s) for s in range(1, stopped_at + 3)]
+    xs, ys = panel.curves.points["loss"]
+    assert list(zip(xs, ys, strict=True)) == losses
+    drawn_x, _ = panel.plot_items["loss"].getData()
+    assert len(drawn_x) == len(losses)
+    assert panel.curves.count("val_loss") >= 1
+
+    # Checkpoints listed newest first; "Load in Generate" hands the folder over.
+    assert panel.checkpoints[-1][0] == stopped_at + 2
+    assert panel.ckpt_list.item(0).text().startswith(f"step {stopped_at + 2}")
+    panel.ckpt_list.setCurrentRow(0)
+    panel.load_gen_button.click()
+    assert loaded == [out / "checkpoints" / f"step_{stopped_at + 2:07d}"]
+    assert panel.preview_caption.text().startswith(f"step {stopped_at + 2}")
+
+
+def test_failing_run_shows_the_error_and_returns_to_idle(qtbot, panel, tmp_path):
+    _tiny_form(panel, tmp_path / "runs" / "bad", steps=3)
+    panel.extra_edit.setPlainText("train.ema_decay=5\n")  # the config check refuses it
+    assert panel.start()
+    qtbot.waitUntil(lambda: not panel.running, timeout=60000)
+    outcome = panel.last_outcome
+    assert not outcome.ok and outcome.exit_code == 2
+    assert "train.ema_decay" in outcome.error
+    assert panel.error_label.isVisible() or not panel.isVisible()
+    assert "train.ema_decay" in panel.error_label.text()
+    assert "train.ema_decay" in panel.log_view.plain_text()
+    assert panel.status_label.text().startswith("Failed")
+    assert panel.start_button.isEnabled() and not panel.stop_button.isEnabled()
+
+
+def test_open_run_shows_curves_and_checkpoints(qtbot, panel, tmp_path):
+    run = tmp_path / "runs" / "old"
+    (run / "checkpoints" / "step_0000010").mkdir(parents=True)
+    for name in ("meta.json", "model.safetensors"):
+        (run / "checkpoints" / "step_0000010" / name).write_text("{}")
+    (run / "checkpoints" / "step_0000020").mkdir()  # incomplete: not listed
+    (run / "previews").mkdir()
+    from PySide6.QtGui import QImage
+
+    img = QImage(30, 10, QImage.Format.Format_RGB32)
+    img.fill(0x808080)
+    img.save(str(run / "previews" / "step_0000010.png"))
+    img.save(str(run / "previews" / "step_0000005.png"))
+    lines = [{"event": "start", "step": 0}] + [{"step": s, "loss": 1.0 / s} for s in range(1, 11)]
+    lines.append({"step": 10, "checkpoint": "x", "event": "stopped", "reason": "SIGTERM"})
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    (run / "config.yaml").write_text("name: old\nstage: 1\nmodel: {name: PRDiT-XS/4/0, input_size: 24}\n")
+    assert latest_preview(run)[0] == 10
+    panel.open_run(run)
+    assert panel.curves.count("loss") == 10
+    assert panel.size_spin.value() == 24
+    assert panel.out_edit.text() == str(run.resolve())
+    assert [s for s, _ in panel.checkpoints] == [10]
+    assert panel.preview_caption.text().startswith("step 10")
+    assert "Opened old: step 10, 1 checkpoint, stopped" == panel.status_label.text()
+    assert panel.resume_button.isEnabled()
+    # Lines appended later (a run going on elsewhere) appear on the next poll.
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"step": 11, "loss": 0.05}) + "\n")
+    panel.poll()
+    assert panel.curves.count("loss") == 11
+    # Not a run folder: refused with the reason.
+    panel.open_run(tmp_path)
+    assert "is it a run folder" in panel.error_label.text()
