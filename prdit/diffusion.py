@@ -187,13 +187,26 @@ class IaNDiffusion:
         dtype: torch.dtype,
         return_xt: bool,
     ) -> Iterator[Step]:
+        # Validate eagerly (errors at the call, not at the first next()), then hand out the loop.
         shape = _check_shape(shape)
         if int(k) != k or k < 1:
             raise ValueError(f"hot-sampler multiplier k must be an integer >= 1, got {k}")
-        k = int(k)
         device = torch.device(device) if device is not None else _model_device(model)
         gens = _check_generators(generator, shape[0])
         ts = self.respace(steps)
+        return self._loop(model, shape, ts, int(k), gens, device, dtype, return_xt)
+
+    def _loop(
+        self,
+        model: Model,
+        shape: tuple[int, ...],
+        ts: list[int],
+        k: int,
+        gens: Generators,
+        device: torch.device,
+        dtype: torch.dtype,
+        return_xt: bool,
+    ) -> Iterator[Step]:
         total = len(ts)
         b, c = shape[:2]
         x = self.noise_scale * _randn(shape, gens, device, dtype)  # x_T = sigma_n * eps
