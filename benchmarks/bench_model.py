@@ -35,7 +35,7 @@ SECTION = "## Model"
 # (variant, size, backend, mode) per device. Sizes: 32/64/128 on CPU, 128/256 on CUDA.
 CPU_PLAN = (
     [("PRDiT-XS/12/0", s, "sdpa", m) for s in (32, 64, 128) for m in ("fwd", "fwdbwd")]
-    + [("PRDiT-XS/12/4", s, "sdpa", m) for s in (32, 64, 128) for m in ("fwd", "fwdbwd")]
+    + [("PRDiT-XS/12/4", s, "sdpa", m) for s in (32, 64) for m in ("fwd", "fwdbwd")]
     + [("PRDiT-B/12/4", s, "sdpa", m) for s in (32, 64, 128) for m in ("fwd", "fwdbwd")]
     + [
         ("PRDiT-B/12/4", 64, "math", "fwd"),
