@@ -13,7 +13,8 @@ Definitions (all floats):
 * ``lung_fraction``, ``soft_tissue_fraction``, ``bone_fraction``: fractions *of the body*
   (they sum to 1): lung is air-like tissue inside the body (< -400 HU, including the airways;
   components smaller than 0.05 % of the body are noise and count as soft tissue), bone is
-  >= 250 HU, soft tissue everything between (fat, muscle, blood, organs).
+  >= 250 HU (unsmoothed, so thin ribs count), soft tissue everything between (fat, muscle, blood,
+  organs). Fractions depend on the voxel size (partial volume), so compare volumes of one size.
 * ``lung_lr_balance``: left lung voxels / all lung voxels, split at the body's centre of mass
   along the patient's left-right axis (0.5 is symmetric; real and phantom chests are ~0.45-0.5,
   the heart takes room on the left). NaN when there is no lung.
@@ -93,7 +94,7 @@ def measure_anatomy(volume_or_hu_array: Volume | np.ndarray) -> dict[str, float]
         keep = sizes >= max(1, _MIN_LUNG_COMPONENT * n_body)
         keep[0] = False
         lung = keep[lab]
-    bone = body & (smooth >= BONE_HU)
+    bone = body & (hu >= BONE_HU)  # raw HU: smoothing would erase thin ribs at coarse voxels
     n_lung, n_bone = int(lung.sum()), int(bone.sum())
     out["lung_fraction"] = n_lung / n_body
     out["bone_fraction"] = n_bone / n_body

@@ -282,7 +282,9 @@ def _medial_limit(an: _Anatomy, xb, yb, zb):
     w = 0.5 + 0.5 * np.tanh((yb - (ys - an.spine_ry - 14.0)) / 6.0)  # 0 anterior .. 1 posterior
     # the descending aorta runs left of the spine: the left lung stays lateral of it
     post = np.where(xb > 0, an.spine_rx + 24.0, an.spine_rx + 7.0)
-    return 9.0 + w * (post - 9.0)
+    # cardiac notch: the heart pushes the left lung's anterior-medial border outwards
+    notch = np.where(xb > 0, 30.0 * np.exp(-(((zb - an.heart_c[2]) / 60.0) ** 2)), 0.0)
+    return 9.0 + notch * (1.0 - w) + w * (post - 9.0)
 
 
 def _region_fields(an: _Anatomy, xb, yb, zb):
