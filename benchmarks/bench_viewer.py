@@ -134,14 +134,18 @@ def bench_stream(app, size: int, with_3d: bool, hz: float = 10.0, seconds: float
             v.graphics.viewport().repaint()
         latencies.append((time.perf_counter() - due[k]) * 1000)  # from the moment the step was ready
 
-    start = time.perf_counter()
-    for k in range(n_frames):
-        due.append(start + k / hz)
-        QTimer.singleShot(int(k * 1000 / hz), Qt.TimerType.PreciseTimer, push)
+    timer = QTimer()
+    timer.setTimerType(Qt.TimerType.PreciseTimer)
+    timer.setInterval(int(1000 / hz))
+    timer.timeout.connect(push)
+    start = time.perf_counter() + 1.0 / hz  # first tick
+    due.extend(start + k / hz for k in range(n_frames))
+    timer.start()
     renders0 = view3d.render_count if view3d else 0
     while pushed[0] < n_frames or time.perf_counter() < start + seconds + 1.0:
         app.processEvents()
         time.sleep(0.002)
+    timer.stop()
     out = {
         "frames": n_frames,
         "latency_median_ms": statistics.median(latencies),

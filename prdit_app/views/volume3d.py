@@ -510,14 +510,14 @@ class Volume3DView(QWidget):
         if self._dirty:
             self.dropped += 1
         self._dirty = True
-        if self._timer.isActive():
-            return
         cost = self._cost.get(self._streaming)
         if cost is None:  # first streamed frame: assume the reduced quality is ~4x cheaper
             cost = self._cost.get(False, 0.0) / 4.0
         interval = max(self.MIN_INTERVAL_S, cost / self.BUDGET - cost)
         wait_ms = max(0, int((interval - self._since_render.elapsed() / 1000.0) * 1000))
-        self._timer.start(wait_ms)
+        # a pending render keeps its slot unless the quality changed and it can now come sooner
+        if not self._timer.isActive() or self._timer.remainingTime() > wait_ms:
+            self._timer.start(wait_ms)
 
     def _upload(self) -> None:
         st = self.state

@@ -308,3 +308,11 @@ def test_add_panel_puts_a_tab_in_the_dock(studio):
 
     index = studio.add_panel(QLabel("hello"), "Generate")
     assert studio.panel_tabs.tabText(index) == "Generate"
+
+
+def test_about_box_lists_versions():
+    from prdit_app.dialogs import about_text, versions
+
+    names = dict(versions())
+    assert {"Python", "PyTorch", "Qt", "VTK", "pyqtgraph", "PRDiT Studio / prdit"} <= set(names)
+    assert names["Qt"] in about_text()
