@@ -175,11 +175,15 @@ class VolumeScene:
         from vtkmodules.util.numpy_support import numpy_to_vtk
 
         size = tuple(int(s) for s in canonical.shape)
+        # keep compact integer CT as it is (a 512^3 int16 volume would double as float32)
+        compact = (np.int16, np.uint16, np.uint8, np.float32)
+        dtype = canonical.dtype if canonical.dtype in compact else np.dtype(np.float32)
         geometry_changed = size != self.size or tuple(spacing) != self.spacing
-        # VTK wants x fastest: a C-ordered [z, y, x] float32 buffer.
+        realloc = geometry_changed or self._buffer is None or self._buffer.dtype != dtype
+        # VTK wants x fastest: a C-ordered [z, y, x] buffer.
         src = np.transpose(canonical, (2, 1, 0))
-        if geometry_changed or self._buffer is None:
-            self._buffer = np.ascontiguousarray(src, dtype=np.float32)
+        if realloc:
+            self._buffer = np.ascontiguousarray(src, dtype=dtype)
             self.image.SetDimensions(*size)
             self.image.SetSpacing(*spacing)
             self.image.SetOrigin(0.0, 0.0, 0.0)
