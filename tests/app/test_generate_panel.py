@@ -4,6 +4,7 @@ views, cancel, errors as dialogs (the panel returns to idle), the scrubber after
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -233,3 +234,21 @@ def test_in_the_studio_window_steps_stream_into_the_viewer_and_export_finds_them
     window.panel_tabs.setCurrentWidget(export)
     assert export.gif_button.isEnabled() and export.trajectory()[0] is panel.store
     assert "seed 0" in export.shown_label.text()
+
+
+def test_scripted_generate_saves_a_screenshot_and_quits(tmp_path):
+    """``prdit-studio --generate --steps N --seed S --screenshot out.png --quit`` (via its module)."""
+    import subprocess
+
+    from test_worker import _tiny_checkpoint
+
+    ckpt = _tiny_checkpoint(tmp_path / "tiny.safetensors")
+    shot = tmp_path / "out.png"
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PRDIT_SETTINGS": str(tmp_path / "s.ini")}
+    cmd = [sys.executable, "-m", "prdit_app.scripted_generate", "--generate", "--checkpoint", str(ckpt)]
+    cmd += ["--steps", "3", "--seed", "1", "--screenshot", str(shot), "--screenshot-during", "1", "--quit"]
+    cmd += ["--no-3d", "--window-size", "1200x800"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "generated 1 sample(s), 3 steps" in res.stdout
+    assert shot.stat().st_size > 10_000 and (tmp_path / "out-running.png").is_file()
