@@ -4,7 +4,8 @@ Launched with ``python -m torch.distributed.run`` (what ``torchrun`` runs), so t
 detection, process-group set-up, data sharding and rank-0-only saving are exercised. The match is
 ``allclose`` rather than bit-exact: DDP averages the two ranks' gradients (``(g0 + g1) / 2``)
 while one process differentiates the mean over all four samples, so float summation order
-differs (~1e-7 relative per step).
+differs (~1e-7 relative in the gradients; AdamW's normalisation can turn that into ~1e-6 in a weight
+whose gradient is near zero, so weights are compared at atol 1e-5, half a percent of one step).
 """
 
 from __future__ import annotations
@@ -88,8 +89,10 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     assert len(b.rng) == 2  # every rank's RNG state is kept
     moved = 0
     for k, v in a.model.items():
-        torch.testing.assert_close(b.model[k], v, rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(b.ema[k], a.ema[k], rtol=1e-5, atol=1e-6)
+        # atol 1e-5 = 0.5% of one AdamW step (lr 2e-3): Adam divides by sqrt(v), so a ~1e-7 gradient
+        # difference on a near-zero gradient can move a weight by ~1e-6
+        torch.testing.assert_close(b.model[k], v, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(b.ema[k], a.ema[k], rtol=1e-5, atol=1e-5)
         moved += int(not torch.equal(v, torch.zeros_like(v)))
     assert moved > 0
 
