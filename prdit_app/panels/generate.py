@@ -117,7 +117,7 @@ def describe_model(info: ModelInfo | None, path: Path | None = None) -> str:
         return "no metadata: the variant is read when it loads"
     size = info.size_label
     lines = [f"<b>{info.model_name}</b> — size {size} ({_SIZE_DESCRIPTION.get(size, 'custom width')})"]
-    spacing = "×".join(f"{s:g}" for s in info.spacing)
+    spacing = "×".join(f"{s:.3g}" for s in info.spacing)
     detail = f"{info.variant_label}; {info.input_size}³ voxels at {spacing} mm"
     if info.step is not None:
         detail += f"; trained {info.step:,} steps"

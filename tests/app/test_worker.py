@@ -4,6 +4,7 @@ keeps the event loop responsive and turns errors into (title, message) for a dia
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -166,6 +167,12 @@ class _MatmulModel(CountingModel):
 
 
 def test_event_loop_stall_stays_under_100ms(qtbot):
+    # The gap measures scheduling: on a machine already running far more threads than it has cores
+    # (load > 1.5 x cores: other jobs), a 10 ms timer is late whatever this code does.
+    cores = os.cpu_count() or 1
+    load = os.getloadavg()[0]
+    if load > 1.5 * cores:
+        pytest.skip(f"machine overloaded (load {load:.1f} on {cores} cores): event-loop timing meaningless")
     model = _MatmulModel()
     controller = SamplingController()
     meter = StallMeter(10)
