@@ -11,8 +11,11 @@
 #   2. `prdit phantom` writes a NIfTI, and `prdit info` reads it back (torch, SimpleITK, nibabel);
 #   3. the studio's scripted mode offscreen: opens a phantom, renders the slice views and saves a
 #      screenshot, which must be a real, non-uniform PNG;
-#   4. when the bundled model exists (resources/models/), `prdit sample` generates one volume with
-#      it, exercising the whole engine inside the bundle.
+#   4. the 3D view renders offscreen through VTK (when this machine has any OpenGL: EGL or OSMesa);
+#   5. `-m prdit train` runs 2 training steps of the phantom-tiny preset and `prdit sample` samples
+#      the checkpoint (optimizer, checkpoints, sampler: the whole engine inside the bundle);
+#   6. when the bundled model exists (resources/models/), `prdit sample` generates one volume with
+#      it, and the studio's scripted `--generate` mode samples and screenshots one.
 # Exit status 0 only if everything passed. Takes ~10 minutes on a 2-core machine (packaging/README.md).
 set -euo pipefail
 
@@ -26,7 +29,7 @@ for arg in "$@"; do
     case "$arg" in
         --no-build) BUILD=0 ;;
         --archive) ARCHIVE=1 ;;
-        -h|--help) sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; exit 0 ;;
         *) echo "build_app: error: unknown option '$arg' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -60,19 +63,19 @@ fi
 [ -x "$BIN" ] || fail "$BIN does not exist: run without --no-build"
 step "bundle size: $(du -sh "$APP" | cut -f1) ($(find "$APP" -type f | wc -l) files)"
 
-step "1/4 CLI entry points"
+step "1/6 CLI entry points"
 "$CLI" --version || fail "$CLI --version"
 "$BIN" -m prdit --version || fail "$BIN -m prdit --version"
 "$BIN" --version || fail "$BIN --version"
 
-step "2/4 prdit phantom + prdit info (torch, SimpleITK, nibabel in the bundle)"
+step "2/6 prdit phantom + prdit info (torch, SimpleITK, nibabel in the bundle)"
 "$CLI" phantom --help >/dev/null || fail "prdit phantom --help"
 "$CLI" phantom --out "$SMOKE/phantoms" --count 1 --size 32 --no-progress || fail "prdit phantom"
 vol="$(find "$SMOKE/phantoms" -name '*.nii.gz' | head -n 1)"
 [ -n "$vol" ] || fail "prdit phantom wrote no .nii.gz under $SMOKE/phantoms"
 "$CLI" info "$vol" || fail "prdit info $vol"
 
-step "3/4 studio scripted mode, offscreen (Qt, pyqtgraph, resources)"
+step "3/6 studio scripted mode, offscreen (Qt, pyqtgraph, resources)"
 shot="$SMOKE/studio.png"
 QT_QPA_PLATFORM=offscreen "$BIN" --phantom 1 --size 64 --no-3d --window-size 1200x800 \
     --screenshot "$shot" --quit || fail "the studio's scripted mode exited non-zero"
@@ -92,12 +95,32 @@ if img.std() < 10 or len(np.unique(img)) < 32:
 EOF
 cp "$shot" "$DIST/prdit-studio-smoke.png"
 
-step "4/4 generation with the bundled model"
+step "4/6 3D view: VTK volume rendering offscreen (EGL/OSMesa) inside the bundle"
+shot3d="$SMOKE/studio-3d.png"
+if QT_QPA_PLATFORM=offscreen "$BIN" --phantom 1 --size 64 --vtk-offscreen --vr-preset CT-Bone \
+    --screenshot "$shot3d" --screenshot-view 3d --quit; then
+    [ -s "$shot3d" ] || fail "the 3D screenshot is empty"
+    cp "$shot3d" "$DIST/prdit-studio-smoke-3d.png"
+elif QT_QPA_PLATFORM=offscreen "$PYTHON" -m prdit_app.main --phantom 1 --size 64 --vtk-offscreen \
+    --screenshot "$SMOKE/source-3d.png" --screenshot-view 3d --quit >/dev/null 2>&1; then
+    fail "3D rendering works from the source tree but not in the bundle (missing VTK module or GL library)"
+else
+    echo "build_app: WARNING: no working OpenGL on this machine (the source tree fails too); 3D not checked"
+fi
+
+step "5/6 training and sampling inside the bundle (what the Train panel starts: -m prdit train)"
+"$BIN" -m prdit train phantom-tiny --max-steps 2 --set checkpoint.every=2 --set log.val_every=0 \
+    --set log.preview_every=0 --device cpu --no-progress --out "$SMOKE/run" || fail "prdit train (2 steps)"
+"$CLI" sample "$SMOKE/run" --count 1 --steps 4 --device cpu --no-progress --out "$SMOKE/run-samples" ||
+    fail "prdit sample from the 2-step run"
+[ -s "$SMOKE/run-samples/sample_00000.nii.gz" ] || fail "prdit sample wrote no sample_00000.nii.gz"
+
+step "6/6 generation with the bundled model"
 model="$(find "$APP/_internal/resources/models" -mindepth 1 -maxdepth 1 ! -name '.*' 2>/dev/null | sort | head -n 1)"
 if [ -n "$model" ]; then
     "$CLI" sample "$model" --count 1 --steps 4 --device cpu --no-progress --out "$SMOKE/samples" ||
         fail "prdit sample $model"
-    find "$SMOKE/samples" -name 'sample_00000.nii.gz' | grep -q . || fail "prdit sample wrote no sample_00000.nii.gz"
+    [ -s "$SMOKE/samples/sample_00000.nii.gz" ] || fail "prdit sample wrote no sample_00000.nii.gz"
     if "$BIN" --generate --help 2>/dev/null | grep -q -- "--checkpoint"; then
         gshot="$SMOKE/generate.png"
         QT_QPA_PLATFORM=offscreen "$BIN" --generate --steps 8 --seed 0 --device cpu --no-3d \

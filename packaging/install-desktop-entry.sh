@@ -24,7 +24,7 @@ ICONS="$ROOT/resources/icons"
 SIZES=(16 24 32 48 64 128 256)
 
 usage() {
-    sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"
     cat <<EOF
 Options:
   --exec PATH     program the menu entry starts (default: prdit-studio found on PATH)

@@ -207,12 +207,17 @@ class _Recorder:
         self.pure, self.scripts, self.binaries, self.datas = [], [], [], []
 
 
-def _run_spec(distpath: Path) -> dict[str, dict]:
+def _exec_spec(distpath: Path) -> tuple[dict[str, dict], dict]:
+    """Run the spec with recorders for PyInstaller's classes: (calls by class name, spec globals)."""
     _Recorder.calls = {}
     names = {name: type(name, (_Recorder,), {}) for name in ("Analysis", "PYZ", "EXE", "COLLECT")}
     namespace = {**names, "SPECPATH": str(SPEC.parent), "DISTPATH": str(distpath), "__file__": str(SPEC)}
     exec(compile(SPEC.read_text(), str(SPEC), "exec"), namespace)  # noqa: S102 - our own recipe
-    return dict(_Recorder.calls)
+    return dict(_Recorder.calls), namespace
+
+
+def _run_spec(distpath: Path) -> dict[str, dict]:
+    return _exec_spec(distpath)[0]
 
 
 def _our_modules() -> set[str]:
@@ -239,14 +244,15 @@ def _top_level_imports() -> set[str]:
 
 
 def test_spec_names_existing_paths_and_bundles_resources(tmp_path):
-    calls = _run_spec(tmp_path)
+    calls, spec = _exec_spec(tmp_path)
     assert set(calls) == {"Analysis", "PYZ", "EXE", "COLLECT"}
     analysis = calls["Analysis"]
     scripts = analysis["args"][0]
     assert [Path(s) for s in scripts] == [LAUNCHER] and LAUNCHER.is_file()
     assert Path(analysis["kwargs"]["pathex"][0]) == ROOT
     exe = calls["EXE"]["kwargs"]
-    assert exe["name"] == "prdit-studio" and Path(exe["icon"]).is_file()
+    assert exe["name"] == "prdit-studio" and spec["ICON"].is_file()
+    assert exe["icon"] in (None, str(spec["ICON"]))  # PyInstaller embeds icons on Windows/macOS only
     assert calls["COLLECT"]["kwargs"]["name"] == "prdit-studio"  # -> dist/prdit-studio/
 
     datas = analysis["kwargs"]["datas"]
@@ -281,6 +287,18 @@ def test_spec_hidden_imports_cover_every_module_and_excludes_nothing_we_import(t
     assert not clashes, f"the spec excludes modules our code imports: {sorted(clashes)}"
     for needed in ("torch", "PySide6", "pyqtgraph", "vtkmodules", "SimpleITK", "nibabel", "pydicom", "scipy"):
         assert needed not in excludes
+
+
+def test_spec_drops_only_test_programs(tmp_path):
+    keep = _exec_spec(tmp_path)[1]["keep"]
+    dropped = ["torch/test/Dict_test", "torch/bin/test_jit", "torch/bin/TCPStoreTest", "torch/bin/protoc",
+               "torch/lib/libtorchbind_test.so", "torch/lib/libjitbackend_test.so"]  # fmt: skip
+    kept = ["torch/lib/libtorch_cpu.so", "torch/lib/libshm.so", "torch/bin/torch_shm_manager",
+            "torch/testing/__init__.py", "vtkmodules/libvtkCommonCore.so",
+            "resources/models/default.safetensors",
+            "PySide6/Qt/plugins/platforms/libqoffscreen.so"]  # fmt: skip
+    assert [p for p in dropped if keep((p, p, "BINARY"))] == []
+    assert [p for p in kept if not keep((p, p, "BINARY"))] == []
 
 
 def test_spec_links_the_cli_beside_the_binary(tmp_path):
