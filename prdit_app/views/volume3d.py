@@ -11,13 +11,20 @@ Three layers, so the rendering logic can be tested without a window:
   QImage in a QLabel) when Qt runs offscreen (``QVTKRenderWindowInteractor`` paints garbage there).
 * :class:`Volume3DView` — subscribes to the :class:`ViewerState` and renders on its own throttle.
 
-Throttle. Software ray casting (Mesa llvmpipe) costs 0.25-0.5 s per frame at 128^3, while the
-Generate panel may stream several volumes per second. State changes only mark the scene dirty; a
-single-shot QTimer renders the *latest* state once the minimum interval (3x the last render time)
-has passed. Frames in between are dropped, never queued, and the slice views (updated
-synchronously by the state) are never waiting on VTK. While volumes stream in, the mapper uses a
-coarser sample distance; one full-quality frame follows when the stream stops. Interaction uses
-VTK's desired-update-rate mechanism (``SetInteractiveUpdateRate``/``AutoAdjustSampleDistances``).
+Throttle. Software ray casting (Mesa llvmpipe) costs 0.25-0.5 s per frame at 128^3 on an idle
+2-core machine, while the Generate panel may stream several volumes per second. Two paths:
+
+* streamed frames (new voxels, same geometry) go to a render thread with its own scene and EGL
+  window (:mod:`prdit_app.views.render_thread`); VTK releases the interpreter lock while it
+  renders, so the slice views never wait for it. Latest wins, frames in between are dropped,
+  never queued; the thread renders at streaming quality and its images replace the surface until
+  the stream stops (0.6 s without a new volume), then one full-quality frame is drawn;
+* everything else (cursor, camera, presets, a new volume; or streaming without EGL) marks the
+  scene dirty and a single-shot QTimer renders the *latest* state on the GUI thread once 2x the
+  last render time has passed (at most a third of the GUI thread goes to VTK).
+
+Interaction uses VTK's desired-update-rate mechanism (``SetInteractiveUpdateRate``,
+``AutoAdjustSampleDistances``) to drop quality while the camera moves.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import time
 import numpy as np
 from PySide6.QtCore import QElapsedTimer, Qt, QTimer, Signal
 from PySide6.QtGui import QGuiApplication, QImage, QPixmap
-from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
 
 from prdit_app.presets import VolumeRenderingPreset, volume_rendering_preset
 from prdit_app.state import ViewerState
@@ -183,7 +190,8 @@ class VolumeScene:
         # VTK wants x fastest: a C-ordered [z, y, x] buffer.
         src = np.transpose(canonical, (2, 1, 0))
         if realloc:
-            self._buffer = np.ascontiguousarray(src, dtype=dtype)
+            # always our own copy: the buffer is overwritten in place by later frames
+            self._buffer = np.array(src, dtype=dtype, order="C", copy=True)
             self.image.SetDimensions(*size)
             self.image.SetSpacing(*spacing)
             self.image.SetOrigin(0.0, 0.0, 0.0)
@@ -291,26 +299,25 @@ class VolumeScene:
 
 
 # ---------------------------------------------------------------------------- surfaces
-class OffscreenVtkWidget(QLabel):
-    """Renders a VTK renderer offscreen and shows the pixels in a QLabel (works on any Qt platform).
+class OffscreenTarget:
+    """An offscreen render window for a scene, with the orientation cube, read back as RGB pixels.
 
-    Left-drag rotates, right-drag or wheel zooms; the orientation cube sits in a corner viewport
-    whose camera follows the main one (``vtkOrientationMarkerWidget`` needs an interactor).
+    The cube sits in a corner viewport whose camera follows the main one
+    (``vtkOrientationMarkerWidget`` needs an interactor, which offscreen windows lack).
+    ``egl=True`` creates a ``vtkEGLRenderWindow`` directly: no X connection, so it can live in a
+    worker thread next to Qt's own GL/X use on the GUI thread.
     """
 
-    interactionStarted = Signal()
-    interactionEnded = Signal()
-
-    def __init__(self, scene: VolumeScene, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
+    def __init__(self, scene: VolumeScene, *, egl: bool = False) -> None:
         from vtkmodules.vtkRenderingCore import vtkRenderer, vtkRenderWindow, vtkWindowToImageFilter
 
         self.scene = scene
-        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.setMinimumSize(64, 64)
-        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
-        self.setStyleSheet("background: #141419;")
-        self.window = vtkRenderWindow()
+        if egl:
+            from vtkmodules.vtkRenderingOpenGL2 import vtkEGLRenderWindow
+
+            self.window = vtkEGLRenderWindow()
+        else:
+            self.window = vtkRenderWindow()
         self.window.SetOffScreenRendering(1)
         self.window.SetMultiSamples(0)
         self.window.AddRenderer(scene.renderer)
@@ -325,8 +332,6 @@ class OffscreenVtkWidget(QLabel):
         self._grabber.SetInput(self.window)
         self._grabber.SetInputBufferTypeToRGB()
         self._grabber.ReadFrontBufferOff()
-        self._last: tuple[int, int] | None = None
-        self.interacting = False
 
     def _sync_marker(self) -> None:
         main = self.scene.renderer.GetActiveCamera()
@@ -337,22 +342,49 @@ class OffscreenVtkWidget(QLabel):
         cam.SetViewUp(*main.GetViewUp())
         self.marker_renderer.ResetCameraClippingRange()
 
-    def render(self, fast: bool = False) -> None:  # noqa: A003 (VTK vocabulary)
-        """Render and show; ``fast``: let the mapper drop quality to reach ~8 frames/s."""
-        w, h = max(self.width(), 16), max(self.height(), 16)
-        self.window.SetSize(w, h)
-        self.window.SetDesiredUpdateRate(8.0 if (fast or self.interacting) else 0.0001)
+    def render_image(self, width: int, height: int, fast: bool = False) -> QImage:
+        """Render at ``width`` x ``height``; ``fast`` lets the mapper drop quality (~8 frames/s)."""
+        from vtkmodules.util.numpy_support import vtk_to_numpy
+
+        self.window.SetSize(max(int(width), 16), max(int(height), 16))
+        self.window.SetDesiredUpdateRate(8.0 if fast else 0.0001)
         self._sync_marker()
         self.window.Render()
         self._grabber.Modified()
         self._grabber.Update()
-        from vtkmodules.util.numpy_support import vtk_to_numpy
-
         out = self._grabber.GetOutput()
         dims = out.GetDimensions()
         rgb = vtk_to_numpy(out.GetPointData().GetScalars()).reshape(dims[1], dims[0], 3)
         rgb = np.ascontiguousarray(rgb[::-1])  # VTK rows run bottom-up
-        image = QImage(rgb.data, dims[0], dims[1], 3 * dims[0], QImage.Format.Format_RGB888).copy()
+        return QImage(rgb.data, dims[0], dims[1], 3 * dims[0], QImage.Format.Format_RGB888).copy()
+
+    def finalize(self) -> None:
+        self.window.Finalize()
+
+
+class OffscreenVtkWidget(QLabel):
+    """Shows an :class:`OffscreenTarget`'s pixels in a QLabel (works on any Qt platform, even offscreen).
+
+    Left-drag rotates, right-drag or wheel zooms.
+    """
+
+    interactionStarted = Signal()
+    interactionEnded = Signal()
+
+    def __init__(self, scene: VolumeScene, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.scene = scene
+        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.setMinimumSize(64, 64)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
+        self.setStyleSheet("background: #141419;")
+        self.target = OffscreenTarget(scene)
+        self._last: tuple[int, int] | None = None
+        self.interacting = False
+
+    def render(self, fast: bool = False) -> None:  # noqa: A003 (VTK vocabulary)
+        """Render and show; ``fast``: let the mapper drop quality to reach ~8 frames/s."""
+        image = self.target.render_image(self.width(), self.height(), fast or self.interacting)
         self.setPixmap(QPixmap.fromImage(image))
 
     def mousePressEvent(self, ev):  # noqa: N802
@@ -386,7 +418,7 @@ class OffscreenVtkWidget(QLabel):
         self.interactionEnded.emit()
 
     def close_vtk(self) -> None:
-        self.window.Finalize()
+        self.target.finalize()
 
 
 def _make_qvtk_widget(scene: VolumeScene, parent: QWidget):
@@ -417,20 +449,71 @@ def _make_qvtk_widget(scene: VolumeScene, parent: QWidget):
 
 
 # ---------------------------------------------------------------------------- the view
-class Volume3DView(QWidget):
-    """The 3D pane: VTK render surface + throttled updates from the :class:`ViewerState`."""
+class _StreamLabel(QLabel):
+    """Shows the render thread's frames while volumes stream; drags still turn the camera."""
 
-    rendered = Signal(float)  # seconds the last render took
+    def __init__(self, view: Volume3DView) -> None:
+        super().__init__(view)
+        self._view = view
+        self._last: tuple[float, float] | None = None
+        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
+        self.setStyleSheet("background: #141419;")
+
+    def mousePressEvent(self, ev):  # noqa: N802
+        self._last = (ev.position().x(), ev.position().y())
+
+    def mouseMoveEvent(self, ev):  # noqa: N802
+        if self._last is None:
+            return
+        x, y = ev.position().x(), ev.position().y()
+        dx, dy = x - self._last[0], y - self._last[1]
+        self._last = (x, y)
+        cam = self._view.scene.renderer.GetActiveCamera()
+        if ev.buttons() & Qt.MouseButton.LeftButton:
+            cam.Azimuth(-dx * 0.5)
+            cam.Elevation(dy * 0.5)
+            cam.OrthogonalizeViewUp()
+        elif ev.buttons() & Qt.MouseButton.RightButton:
+            cam.Zoom(float(np.exp(-dy * 0.01)))
+        self._view.refresh()
+
+    def mouseReleaseEvent(self, ev):  # noqa: N802
+        self._last = None
+
+
+class Volume3DView(QWidget):
+    """The 3D pane: VTK render surface + throttled updates from the :class:`ViewerState`.
+
+    Still scenes render on the GUI thread (native widget or offscreen label). Streamed frames
+    (new voxels, same geometry) go to a :class:`~prdit_app.views.render_thread.BackgroundRenderer`
+    when EGL is available, shown in a label stacked over the surface; 0.6 s after the stream stops
+    the surface comes back with one full-quality frame. Without EGL, streamed frames use the
+    GUI-thread throttle at reduced quality.
+    """
+
+    rendered = Signal(float)  # seconds the last (GUI-thread) render took
 
     #: never render more often than this, whatever the render cost (seconds)
     MIN_INTERVAL_S = 0.05
-    #: and at most this fraction of wall time goes to 3D while volumes stream
+    #: and at most this fraction of wall time goes to GUI-thread 3D rendering
     BUDGET = 1.0 / 3.0
+    #: streaming ends when no new volume arrived for this long (ms)
+    SETTLE_MS = 600
 
     def __init__(
-        self, state: ViewerState, parent: QWidget | None = None, *, offscreen: bool | None = None
+        self,
+        state: ViewerState,
+        parent: QWidget | None = None,
+        *,
+        offscreen: bool | None = None,
+        threaded: bool | None = None,
     ) -> None:
         super().__init__(parent)
+        from PySide6.QtWidgets import QStackedLayout
+
+        from prdit_app.views.render_thread import BackgroundRenderer, egl_available
+
         self.state = state
         self.scene = VolumeScene()
         self.offscreen = offscreen_platform() if offscreen is None else bool(offscreen)
@@ -440,75 +523,141 @@ class Volume3DView(QWidget):
             self.surface.interactionEnded.connect(self._on_interaction_end)
         else:
             self.surface = _make_qvtk_widget(self.scene, self)
+        self.stream_label = _StreamLabel(self)
         self.setStyleSheet("border: 2px solid #7a7f8a;")
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.surface)
+        self._stack = QStackedLayout(self)
+        self._stack.setContentsMargins(0, 0, 0, 0)
+        self._stack.addWidget(self.surface)
+        self._stack.addWidget(self.stream_label)
+
+        if threaded is None:
+            threaded = os.environ.get("PRDIT_VTK_THREAD", "1") != "0" and egl_available()
+        self._bg: BackgroundRenderer | None = None
+        if threaded:
+            self._bg = BackgroundRenderer(self)
+            self._bg.frameReady.connect(self._on_stream_frame)
+            self._bg.failed.connect(self._on_thread_failed)
 
         self.last_render_s = 0.0
         self._cost: dict[bool, float] = {}  # last render time at full (False) / streaming (True) quality
-        self.render_count = 0
+        self.render_count = 0  # GUI-thread renders
+        self.stream_frames = 0  # render-thread frames shown
         self.dropped = 0  # state changes absorbed by the throttle (frames never drawn)
         self._data_generation = -1
         self._dirty = False
         self._streaming = False
         self._since_render = QElapsedTimer()
         self._since_render.start()
-        self._last_volume_t = 0.0
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self._render_now)
         self._settle = QTimer(self)
         self._settle.setSingleShot(True)
-        self._settle.setInterval(600)
+        self._settle.setInterval(self.SETTLE_MS)
         self._settle.timeout.connect(self._end_streaming)
 
         state.volumeChanged.connect(self._on_volume)
-        state.cursorChanged.connect(lambda _p: self.schedule())
+        state.cursorChanged.connect(lambda _p: self.refresh())
         if state.has_volume:
             self._on_volume(True)
 
     # -------------------------------------------------------------- public
     def set_preset(self, name: str) -> None:
         self.scene.set_preset(volume_rendering_preset(name))
-        self.schedule()
+        self.refresh()
 
     @property
     def preset_name(self) -> str:
         return self.scene.preset.name if self.scene.preset else ""
 
+    @property
+    def threaded(self) -> bool:
+        return self._bg is not None and self._bg.ok
+
     def reset_camera(self) -> None:
         self.scene.reset_camera()
-        self.schedule()
+        self.refresh()
 
     def set_planes_visible(self, visible: bool) -> None:
         self.scene.set_planes_visible(visible)
-        self.schedule()
+        self.refresh()
 
     def render_now(self) -> None:
-        """Render synchronously (screenshots, scripted mode)."""
+        """Render synchronously on the GUI thread (screenshots, scripted mode)."""
         self._timer.stop()
         self._render_now()
 
-    # -------------------------------------------------------------- throttle
+    def refresh(self) -> None:
+        """Something changed (cursor, preset, camera): redraw through the right path."""
+        if self._streaming and self.threaded:
+            self._submit_stream()
+        else:
+            self.schedule()
+
+    # -------------------------------------------------------------- streaming
     def _on_volume(self, geometry_changed: bool) -> None:
-        now = time.perf_counter()
-        if not geometry_changed and now - self._last_volume_t < 1.0:
-            if not self._streaming:
-                self._streaming = True
-                self.scene.set_streaming(True)
-            self._settle.start()
-        self._last_volume_t = now
         if geometry_changed:
+            self._stop_streaming_display()
             self._upload()
             self.scene.reset_camera()
+            self.schedule()
+            return
+        # new voxels, same scene: a generation step or a trajectory scrub
+        self._settle.start()
+        if not self._streaming:
+            self._streaming = True
+            self.scene.set_streaming(True)
+        self.refresh()
+
+    def _submit_stream(self) -> None:
+        from prdit_app.views.render_thread import RenderRequest, camera_state
+
+        st = self.state
+        if st.canonical is None or st.grid is None or self._bg is None or self.scene.preset is None:
+            return
+        self._bg.submit(
+            RenderRequest(
+                canonical=st.canonical,
+                generation=st.generation,
+                spacing=st.grid.spacing,
+                cursor_mm=st.grid.canonical_to_mm(st.cursor_canonical()),
+                preset=self.scene.preset,
+                camera=camera_state(self.scene.renderer.GetActiveCamera()),
+                width=max(self.width(), 16),
+                height=max(self.height(), 16),
+                planes_visible=bool(self.scene.plane_actors[0].GetVisibility()),
+            )
+        )
+
+    def _on_stream_frame(self, image: QImage, seconds: float, generation: int) -> None:
+        if not self._streaming:
+            return  # a late frame after the stream ended: the surface is already back
+        self.stream_label.setPixmap(QPixmap.fromImage(image))
+        self._stack.setCurrentWidget(self.stream_label)
+        self._cost[True] = seconds
+        self.stream_frames += 1
+
+    def _on_thread_failed(self, message: str) -> None:
+        import sys
+
+        print(
+            f"prdit-studio: 3D render thread unavailable ({message}); rendering on the GUI thread",
+            file=sys.stderr,
+        )
+        self._bg = None
+        self._stop_streaming_display()
         self.schedule()
+
+    def _stop_streaming_display(self) -> None:
+        if self._stack.currentWidget() is not self.surface:
+            self._stack.setCurrentWidget(self.surface)
 
     def _end_streaming(self) -> None:
         self._streaming = False
         self.scene.set_streaming(False)
-        self.schedule()
+        self.schedule()  # one full-quality frame on the surface, then show it
 
+    # -------------------------------------------------------------- GUI-thread throttle
     def schedule(self) -> None:
         """Mark dirty; render once the throttle interval has passed (never queues frames)."""
         if self._dirty:
@@ -551,6 +700,8 @@ class Volume3DView(QWidget):
         self.render_count += 1
         self._dirty = False
         self._since_render.restart()
+        if not self._streaming:
+            self._stop_streaming_display()
         self.rendered.emit(self.last_render_s)
 
     def _on_interaction(self) -> None:
@@ -566,9 +717,11 @@ class Volume3DView(QWidget):
             self.schedule()
 
     def close_vtk(self) -> None:
-        """Release the OpenGL context before Qt destroys the widget (avoids X errors on exit)."""
+        """Stop the render thread and release OpenGL before Qt destroys the widget."""
         self._timer.stop()
         self._settle.stop()
+        if self._bg is not None:
+            self._bg.stop()
         if self.offscreen:
             self.surface.close_vtk()
         else:

@@ -1,0 +1,152 @@
+"""Volume rendering on a worker thread, for streamed volumes: the GUI thread never waits for VTK.
+
+While the Generate panel streams one volume per sampling step, a software ray cast (0.1-0.5 s per
+frame on llvmpipe) on the GUI thread would hold up the slice views for a whole frame. This thread
+owns a *second* VTK scene in its own EGL offscreen window (no X connection, so it cannot clash with
+Qt's GL/X use on the GUI thread) and renders the latest request at streaming quality. VTK releases
+the interpreter lock while it renders, so the GUI thread keeps running.
+
+Latest wins: :meth:`BackgroundRenderer.submit` replaces any request not yet started (counted as
+dropped), never queues. Requests carry everything the thread needs (the canonical array, spacing,
+cursor, preset, camera, size) so the two scenes never share VTK objects.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QImage
+
+from prdit_app.presets import VolumeRenderingPreset
+
+
+@dataclass
+class RenderRequest:
+    canonical: np.ndarray  # can[x, y, z]; the thread copies it into its own VTK buffer
+    generation: int
+    spacing: tuple[float, float, float]
+    cursor_mm: np.ndarray
+    preset: VolumeRenderingPreset
+    camera: dict  # position, focal_point, view_up, view_angle, parallel_scale, clipping_range
+    width: int
+    height: int
+    planes_visible: bool = True
+
+
+def camera_state(camera) -> dict:
+    """A plain copy of a vtkCamera's parameters (safe to hand to another thread)."""
+    return {
+        "position": camera.GetPosition(),
+        "focal_point": camera.GetFocalPoint(),
+        "view_up": camera.GetViewUp(),
+        "view_angle": camera.GetViewAngle(),
+        "parallel_scale": camera.GetParallelScale(),
+    }
+
+
+def egl_available() -> bool:
+    try:
+        from vtkmodules.vtkRenderingOpenGL2 import vtkEGLRenderWindow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class BackgroundRenderer(QObject):
+    """A daemon thread rendering :class:`RenderRequest`\\ s; results arrive on the GUI thread via signals."""
+
+    #: image, seconds the render took, the request's generation
+    frameReady = Signal(QImage, float, int)
+    #: the thread could not set up OpenGL (message); callers fall back to GUI-thread rendering
+    failed = Signal(str)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._cond = threading.Condition()
+        self._pending: RenderRequest | None = None
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self.busy = False
+        self.dropped = 0
+        self.rendered = 0
+        self.ok = True
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="prdit-vtk-stream", daemon=True)
+            self._thread.start()
+
+    def submit(self, request: RenderRequest) -> None:
+        """Render ``request`` next; a request still waiting is replaced (dropped), never queued."""
+        self.start()
+        with self._cond:
+            if self._pending is not None:
+                self.dropped += 1
+            self._pending = request
+            self._cond.notify()
+
+    def idle(self) -> bool:
+        with self._cond:
+            return self._pending is None and not self.busy
+
+    def stop(self, timeout: float = 10.0) -> None:
+        with self._cond:
+            self._stop = True
+            self._pending = None
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    # ------------------------------------------------------------------ worker thread
+    def _run(self) -> None:
+        from prdit_app.views.volume3d import OffscreenTarget, VolumeScene
+
+        try:
+            scene = VolumeScene()
+            scene.set_streaming(True)
+            target = OffscreenTarget(scene, egl=True)
+        except Exception as exc:  # noqa: BLE001 - no EGL: report, the view renders on the GUI thread
+            self.ok = False
+            self.failed.emit(f"{type(exc).__name__}: {exc}")
+            return
+        generation = None
+        try:
+            while True:
+                with self._cond:
+                    while self._pending is None and not self._stop:
+                        self._cond.wait()
+                    if self._stop:
+                        break
+                    req, self._pending = self._pending, None
+                    self.busy = True
+                try:
+                    t0 = time.perf_counter()
+                    if req.generation != generation or scene.size != req.canonical.shape:
+                        scene.set_data(req.canonical, req.spacing)
+                        scene.set_streaming(True)
+                        generation = req.generation
+                    if scene.preset is not req.preset:
+                        scene.set_preset(req.preset)
+                    scene.set_cursor_mm(req.cursor_mm)
+                    scene.set_planes_visible(req.planes_visible)
+                    cam = scene.renderer.GetActiveCamera()
+                    c = req.camera
+                    cam.SetPosition(*c["position"])
+                    cam.SetFocalPoint(*c["focal_point"])
+                    cam.SetViewUp(*c["view_up"])
+                    cam.SetViewAngle(c["view_angle"])
+                    cam.SetParallelScale(c["parallel_scale"])
+                    scene.renderer.ResetCameraClippingRange()
+                    image = target.render_image(req.width, req.height, fast=True)
+                    self.rendered += 1
+                    self.frameReady.emit(image, time.perf_counter() - t0, req.generation)
+                finally:
+                    with self._cond:
+                        self.busy = False
+        finally:
+            target.finalize()
