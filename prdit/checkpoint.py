@@ -316,7 +316,57 @@ def load_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[st
             meta = json.loads(raw_meta["prdit"])
         except json.JSONDecodeError as exc:
             raise CheckpointError(f"checkpoint {path}: corrupt PRDiT metadata ({exc})") from exc
+    if meta.get("quantization"):
+        tensors = dequantize_state(tensors, meta["quantization"], path)
     return tensors, meta
+
+
+# ---------------------------------------------------------------------------------------------- int8 shipping
+QSCALE_SUFFIX = ".qscale"
+INT8_SCHEME = "int8-per-output-channel"
+
+
+def quantize_state(
+    state: dict[str, torch.Tensor], min_numel: int = 65536
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Weight-only int8 quantisation of the large matrices, for shipping a small model file.
+
+    Why: the local denoiser's token width is ``p^3`` (1000 for p = 10), so even the smallest
+    standard variant has ~16 M parameters, 32 MB in float16. Symmetric per-output-channel int8
+    (scale = row abs-max / 127) halves that again with a relative weight error below 0.4 %, far
+    under the noise of diffusion sampling; biases, norms and small tensors stay as they are.
+    Loading dequantises to float32, so the network itself never sees int8.
+    """
+    out: dict[str, torch.Tensor] = {}
+    names: list[str] = []
+    for key, value in state.items():
+        if value.is_floating_point() and value.dim() == 2 and value.numel() >= min_numel:
+            w = value.detach().float()
+            scale = w.abs().amax(dim=1).clamp_min(1e-12) / 127.0
+            out[key] = torch.round(w / scale[:, None]).clamp_(-127, 127).to(torch.int8)
+            out[key + QSCALE_SUFFIX] = scale
+            names.append(key)
+        else:
+            out[key] = value
+    return out, {"scheme": INT8_SCHEME, "tensors": names}
+
+
+def dequantize_state(
+    tensors: dict[str, torch.Tensor], quantization: dict[str, Any], source: str | Path
+) -> dict[str, torch.Tensor]:
+    """Inverse of :func:`quantize_state` (float32 weights back from int8 + per-row scales)."""
+    if not isinstance(quantization, dict) or quantization.get("scheme") != INT8_SCHEME:
+        raise CheckpointError(
+            f"checkpoint {source}: unsupported weight quantisation {quantization!r}; "
+            f"this version reads only {INT8_SCHEME!r}"
+        )
+    out = {k: v for k, v in tensors.items() if not k.endswith(QSCALE_SUFFIX)}
+    for key in quantization.get("tensors", []):
+        q, scale = tensors.get(key), tensors.get(key + QSCALE_SUFFIX)
+        if q is None or scale is None or q.dtype != torch.int8 or scale.shape != (q.shape[0],):
+            raise CheckpointError(f"checkpoint {source}: quantised tensor {key!r} is missing or malformed")
+        out[key] = q.float() * scale.float()[:, None]
+    return out
 
 
 def _safe_torch_load(path: Path) -> Any:
@@ -560,21 +610,34 @@ def load_for_inference(
 
 
 def export_model(
-    checkpoint: str | Path, out: str | Path, use_ema: bool = True, dtype: torch.dtype | None = None
+    checkpoint: str | Path,
+    out: str | Path,
+    use_ema: bool = True,
+    dtype: torch.dtype | None = None,
+    quantize: str | None = None,
 ) -> Path:
     """Write one inference-only ``.safetensors`` (weights + JSON metadata) from a checkpoint of ours.
 
     ``dtype`` (e.g. ``torch.float16``) halves the file for shipping; loading casts back to the
-    model's float32.
+    model's float32. ``quantize="int8"`` additionally stores the large matrices as int8 with
+    per-output-channel scales (:func:`quantize_state`), for the bundled model's size budget.
     """
+    if quantize not in (None, "int8"):
+        raise CheckpointError(f"export quantize must be None or 'int8', got {quantize!r}")
     step_dir = resolve_checkpoint_dir(checkpoint)
     meta = read_meta(step_dir)
     weights_file = step_dir / ("ema.safetensors" if use_ema else "model.safetensors")
     if not weights_file.is_file():
         raise CheckpointError(f"checkpoint {step_dir}: has no {weights_file.name}")
     state, _ = load_safetensors(weights_file)
-    if dtype is not None:
-        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    quantization = None
+    if quantize == "int8":  # from the float32 weights, before any float16 rounding
+        state, quantization = quantize_state(state)
+    if dtype is not None:  # the int8 scales stay float32
+        state = {
+            k: v.to(dtype) if v.is_floating_point() and not k.endswith(QSCALE_SUFFIX) else v
+            for k, v in state.items()
+        }
     keep = (
         "model_name",
         "input_size",
@@ -589,6 +652,8 @@ def export_model(
     )
     out_meta = {k: meta[k] for k in keep if k in meta}
     out_meta.update(weights="ema" if use_ema else "model", source_sha256=sha256_file(weights_file))
+    if quantization is not None:
+        out_meta["quantization"] = quantization
     from safetensors.torch import save
 
     out = Path(out)

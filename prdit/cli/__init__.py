@@ -22,6 +22,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("phantom", "phantom", "write procedural chest-CT phantoms (NIfTI + manifest)"),
     ("preprocess", "preprocess", "turn LIDC-IDRI / RAD-ChestCT / other scans into a training dataset"),
     ("export-dicom", "export_dicom", "export a volume as a synthetic CT DICOM series"),
+    ("export-model", "export_model", "write a single-file inference model (.safetensors) from a checkpoint"),
     ("info", "info", "describe a volume file, DICOM folder or checkpoint"),
 ]
 

@@ -139,6 +139,33 @@ def test_exported_single_file_model(tmp_path):
     assert not list((tmp_path / "ship").glob(".*.tmp"))  # atomic write left nothing behind
 
 
+def test_int8_export_is_small_and_close(tmp_path):
+    model = _perturbed("PRDiT-XS/10/1", 16)
+    _save(tmp_path / "checkpoints", 5, model, model_name="PRDiT-XS/10/1", input_size=16)
+    f32 = ckpt.export_model(tmp_path, tmp_path / "f32.safetensors")
+    f16 = ckpt.export_model(tmp_path, tmp_path / "f16.safetensors", dtype=torch.float16)
+    q8 = ckpt.export_model(tmp_path, tmp_path / "q8.safetensors", dtype=torch.float16, quantize="int8")
+    assert q8.stat().st_size < 0.6 * f16.stat().st_size
+    ref_net, _ = load_for_inference(f32)
+    net, info = load_for_inference(q8)
+    assert info.model_name == "PRDiT-XS/10/1"
+    ref = ref_net.state_dict()
+    for k, v in net.state_dict().items():
+        assert v.dtype == torch.float32
+        if ref[k].dim() == 2:  # per-row int8: at most half a step of the row's abs-max (+ fp16 scale)
+            bound = ref[k].abs().amax(dim=1, keepdim=True) / 127.0 * 0.51 + 1e-6
+        else:
+            bound = 1e-3 * ref[k].abs() + 1e-6
+        assert torch.all((v - ref[k]).abs() <= bound), k
+    x = torch.randn(1, 1, 16, 16, 16)
+    t = torch.tensor([500])
+    with torch.no_grad():
+        out_ref, out_q = ref_net(x, t), net(x, t)
+    assert (out_q - out_ref).abs().max() < 0.02 * out_ref.abs().max() + 1e-4
+    with pytest.raises(CheckpointError, match="quantize"):
+        ckpt.export_model(tmp_path, tmp_path / "bad.safetensors", quantize="int4")
+
+
 def test_reference_layout_pt(tmp_path):
     stage1 = _perturbed("PRDiT-XS/10/0", 16)
     full = _perturbed("PRDiT-XS/10/1", 16, seed=1)
