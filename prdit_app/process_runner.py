@@ -22,6 +22,7 @@ the only robust way to stop a training run cleanly is a signal the run already h
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import sys
 from collections import deque
@@ -34,6 +35,7 @@ from PySide6.QtGui import QFont, QFontDatabase, QTextCursor
 from PySide6.QtWidgets import QPlainTextEdit
 
 STDOUT, STDERR = "stdout", "stderr"
+ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 ERROR_TAIL_LINES = 25
 
 
@@ -209,6 +211,7 @@ class ProcessRunner(QObject):
         self._buffers[stream] = buf[start:]
 
     def _emit_line(self, text: str, stream: str, redraw: bool) -> None:
+        text = ANSI_RE.sub("", text)  # tqdm moves the cursor between stacked bars
         tail = self._stderr_tail if stream == STDERR else self._stdout_tail
         if not redraw and text.strip():
             tail.append(text)
