@@ -98,7 +98,9 @@ def bench_3d(app, size: int) -> dict:
     return {"first_s": first, "full_s": statistics.median(full), "stream_s": statistics.median(fast)}
 
 
-def bench_stream(app, size: int, with_3d: bool, hz: float = 10.0, seconds: float = 6.0) -> dict:
+def bench_stream(
+    app, size: int, with_3d: bool, hz: float = 10.0, seconds: float = 6.0, threaded: bool = True
+) -> dict:
     from prdit_app.state import ViewerState
     from prdit_app.views.slices import SliceView
 
@@ -111,7 +113,7 @@ def bench_stream(app, size: int, with_3d: bool, hz: float = 10.0, seconds: float
     if with_3d:
         from prdit_app.views.volume3d import Volume3DView
 
-        view3d = Volume3DView(st, offscreen=True)
+        view3d = Volume3DView(st, offscreen=True, threaded=threaded)
         view3d.resize(488, 482)
         view3d.show()
     frames = _frames(size, 8)
@@ -155,6 +157,9 @@ def bench_stream(app, size: int, with_3d: bool, hz: float = 10.0, seconds: float
     if view3d is not None:
         out["renders_3d"] = view3d.render_count - renders0
         out["render_3d_s"] = view3d.last_render_s
+        out["threaded"] = view3d.threaded
+        out["stream_frames"] = view3d.stream_frames
+        out["stream_cost_s"] = view3d._cost.get(True, float("nan"))
         view3d.close_vtk()
         view3d.close()
     for v in views:
@@ -181,15 +186,22 @@ def main(argv=None) -> int:
                 f"{size}^3 3D view 488x482 (offscreen VTK): first frame {r['first_s']:.2f} s, "
                 f"full quality {r['full_s']:.2f} s, streaming quality {r['stream_s']:.2f} s"
             )
-        for with_3d in (False,) if args.no_3d else (False, True):
-            m = bench_stream(app, size, with_3d)
+        for with_3d, threaded in (
+            ((False, False),) if args.no_3d else ((False, False), (True, True), (True, False))
+        ):
+            m = bench_stream(app, size, with_3d, threaded=threaded)
             extra = (
-                f", 3D rendered {m['renders_3d']} of {m['frames']} frames (last {m['render_3d_s']:.2f} s)"
+                f"; 3D: {m['stream_frames']} streamed frames shown from the render thread "
+                f"({m['stream_cost_s']:.2f} s each), {m['renders_3d']} GUI-thread renders"
+                if with_3d and m["threaded"]
+                else f"; 3D: {m['renders_3d']} GUI-thread renders of {m['frames']} frames"
                 if with_3d
                 else ""
             )
             print(
-                f"{size}^3 streaming at 10 Hz {'with' if with_3d else 'without'} 3D: slice latency median "
+                f"{size}^3 streaming at 10 Hz {'with' if with_3d else 'without'} 3D"
+                f"{' (render thread)' if with_3d and threaded else ' (GUI thread only)' if with_3d else ''}: "
+                "slice latency median "
                 f"{m['latency_median_ms']:.1f} ms, p95 {m['latency_p95_ms']:.1f} ms, "
                 f"max {m['latency_max_ms']:.1f} ms{extra}"
             )

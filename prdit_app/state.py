@@ -92,7 +92,8 @@ class ViewerState(QObject):
         """Show ``volume``. ``keep_view``: a new frame of the same scene (keep cursor, zoom, W/L).
 
         If the geometry differs from the current volume's, the view is reset even when
-        ``keep_view`` is set (the old cursor may lie outside the new volume).
+        ``keep_view`` is set (the old cursor may lie outside the new volume). The array is shown
+        without copying: pass a new one per frame and never modify it in place afterwards.
         """
         if not isinstance(volume, Volume):
             raise TypeError(f"set_volume needs a prdit.volume.Volume, got {type(volume).__name__}")

@@ -13,6 +13,8 @@ cursor, preset, camera, size) so the two scenes never share VTK objects.
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -48,6 +50,19 @@ def camera_state(camera) -> dict:
     }
 
 
+def _lower_thread_priority(nice: int = 10) -> None:
+    """Run this thread (and the llvmpipe threads it spawns, which inherit it) below the GUI thread.
+
+    On a 2-core machine software ray casting would otherwise take CPU from the slice views; with
+    a lower priority the GUI thread wins whenever both want a core. Linux only (per-thread nice).
+    """
+    if hasattr(os, "setpriority") and sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+        except OSError:
+            pass
+
+
 def egl_available() -> bool:
     try:
         from vtkmodules.vtkRenderingOpenGL2 import vtkEGLRenderWindow  # noqa: F401
@@ -74,6 +89,8 @@ class BackgroundRenderer(QObject):
         self.dropped = 0
         self.rendered = 0
         self.ok = True
+        #: fraction of wall time the thread may spend rendering while frames keep coming
+        self.duty = 0.5
 
     def start(self) -> None:
         if self._thread is None:
@@ -106,6 +123,7 @@ class BackgroundRenderer(QObject):
     def _run(self) -> None:
         from prdit_app.views.volume3d import OffscreenTarget, VolumeScene
 
+        _lower_thread_priority()
         try:
             scene = VolumeScene()
             scene.set_streaming(True)
@@ -145,6 +163,12 @@ class BackgroundRenderer(QObject):
                     image = target.render_image(req.width, req.height, fast=True)
                     self.rendered += 1
                     self.frameReady.emit(image, time.perf_counter() - t0, req.generation)
+                    # duty cycle: rest as long as the frame took, so on a 2-core machine the
+                    # software rasteriser leaves CPU for the GUI thread between frames
+                    rest = (time.perf_counter() - t0) * (1.0 / self.duty - 1.0)
+                    with self._cond:
+                        if rest > 0 and not self._stop:
+                            self._cond.wait_for(lambda: self._stop, timeout=rest)
                 finally:
                     with self._cond:
                         self.busy = False
