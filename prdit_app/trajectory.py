@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
     QLabel,
+    QSizePolicy,
     QSlider,
     QSpinBox,
     QToolButton,
@@ -271,6 +272,8 @@ class TrajectoryWidget(QWidget):
         self.play_button.setToolTip("Play the formation")
         self.play_button.setCheckable(True)
         self.step_label = QLabel("no run yet")
+        # long labels ("x0_hat · step 40/40 · t=0 · sample 2") must not widen the dock
+        self.step_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.sample_spin = QSpinBox()
         self.sample_spin.setPrefix("sample ")
         self.sample_spin.setMinimum(1)
@@ -337,6 +340,14 @@ class TrajectoryWidget(QWidget):
         self.set_live(self._live)
         if n:
             self._emit_current()
+
+    def prepare(self, num_samples: int) -> None:
+        """Before a run: the sample chooser covers the batch, so it works live as well."""
+        self.sample_spin.blockSignals(True)
+        self.sample_spin.setMaximum(max(num_samples, 1))
+        self.sample_spin.setSuffix(f" of {max(num_samples, 1)}")
+        self.sample_spin.blockSignals(False)
+        self.step_label.setText("starting…")
 
     @property
     def sample(self) -> int:

@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QToolButton,
     QVBoxLayout,
@@ -242,6 +243,8 @@ class GeneratePanel(QWidget):
         self.eta_label = QLabel("ETA –")
         self.status_label = QLabel("Idle")
         self.status_label.setWordWrap(True)
+        self.model_info_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.status_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.trajectory = TrajectoryWidget(self.store)
 
         model_box = QGroupBox("Model")
@@ -401,6 +404,7 @@ class GeneratePanel(QWidget):
             QMessageBox.warning(self, "Cannot start", str(exc))
             return False
         self.store.reset()
+        self.trajectory.prepare(request.num_samples)
         self.result = None
         self.last_update = None
         self.steps_drawn = 0
