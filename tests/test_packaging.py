@@ -353,3 +353,28 @@ def test_launcher_refuses_other_modules(launcher, monkeypatch, capsys):
     assert launcher.main(["-m", "pip", "install", "x"]) == 2
     assert "only '-m prdit'" in capsys.readouterr().err
     assert launcher.seen == []
+
+
+def test_launcher_honours_pythonunbuffered(launcher, monkeypatch):
+    """The frozen interpreter ignores PYTHON* variables; the studio needs child output line by line."""
+    import io
+
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="utf-8")  # block-buffered, like a pipe
+    monkeypatch.setattr(sys, "stdout", stream)
+    monkeypatch.setenv("PYTHONUNBUFFERED", "1")
+    launcher._honour_unbuffered()
+    stream.write("step 1/600 loss 0.41\r")
+    assert raw.getvalue() == b"step 1/600 loss 0.41\r", "output must reach the pipe without a newline"
+
+
+def test_launcher_leaves_buffering_alone_by_default(launcher, monkeypatch):
+    import io
+
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="utf-8")
+    monkeypatch.setattr(sys, "stdout", stream)
+    monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)
+    launcher._honour_unbuffered()
+    stream.write("buffered")
+    assert raw.getvalue() == b""
