@@ -89,6 +89,36 @@ def run_one(app, model_name: str, size: int, steps: int, threads: int, with_3d: 
     return out
 
 
+def idle_baseline(app, seconds: float) -> dict:
+    """The same window and timer with nothing sampling: the gaps the machine itself causes."""
+    from prdit_app.main import install_panels
+    from prdit_app.mainwindow import MainWindow
+    from prdit_app.worker import StallMeter
+
+    window = MainWindow(enable_3d=False)
+    install_panels(window)
+    window.resize(1600, 1000)
+    window.show()
+    for _ in range(20):
+        app.processEvents()
+    load = os.getloadavg()[0]
+    meter = StallMeter(10)
+    meter.start()
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        app.processEvents()
+        time.sleep(0.001)
+    meter.stop()
+    window.close()
+    window.deleteLater()
+    app.processEvents()
+    return {
+        "model": "(idle: nothing sampling)", "size": 0, "samples": 0, "threads": 0, "3d": False, "steps": 0,
+        "step_s": float("nan"), "worst_ms": meter.worst_gap_ms, "p99_ms": meter.percentile_ms(99),
+        "median_ms": meter.percentile_ms(50), "draw_ms": 0.0, "emitted": 0, "drawn": 0, "load": load,
+    }  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", action="append", help="variant(s), default PRDiT-XS/4/0 and PRDiT-S/12/4")
@@ -97,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samples", type=int, default=1)
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--with-3d", action="store_true", help="include the VTK 3D view (offscreen)")
+    p.add_argument("--idle-seconds", type=float, default=5.0, help="idle baseline length (0: skip)")
     args = p.parse_args(argv)
     models = args.model or ["PRDiT-XS/4/0", "PRDiT-S/12/4"]
     sizes = args.size or [64] * len(models)
@@ -105,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     # warm-up: imports and first-call costs happen once per process; measure steady use
     run_one(app, "PRDiT-XS/4/0", 16, 2, 2, args.with_3d, 1)
-    rows = []
+    rows = [idle_baseline(app, args.idle_seconds)] if args.idle_seconds > 0 else []
+    print(rows[0] if rows else "", flush=True)
     for model_name, size in zip(models, sizes, strict=True):
         for threads in args.threads:
             r = run_one(app, model_name, size, args.steps, threads, args.with_3d, args.samples)
