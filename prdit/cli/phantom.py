@@ -2,7 +2,8 @@
 
 Each seed gives a different, anatomically plausible thorax in HU (see prdit.data.phantom). The
 manifest records per case the seed, file, size, spacing and the anatomy measures (body, lung,
-soft-tissue and bone fractions, lung left/right balance). Existing files are overwritten.
+soft-tissue and bone fractions, lung left/right balance). Volumes are stored as int16 HU (rounded,
+as scanners store them). Existing files are overwritten.
 """
 
 from __future__ import annotations
@@ -29,12 +30,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _one(seed: int, size: int, spacing: float | None, out: str, labels: bool) -> dict:
     from pathlib import Path
 
+    import numpy as np
+
     from prdit.data.anatomy import measure_anatomy
     from prdit.data.io import write_nifti
     from prdit.data.phantom import generate_phantom
 
     result = generate_phantom(seed, size=size, spacing=spacing, return_labels=True)
-    volume = result.volume
+    # whole HU like a scanner writes them: int16 NIfTI, half the size of float32
+    volume = result.volume.with_array(np.rint(result.volume.array).astype(np.int16))
     name = f"phantom_{seed:05d}.nii.gz"
     write_nifti(volume, Path(out) / name)
     record = {

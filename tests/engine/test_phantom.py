@@ -169,3 +169,42 @@ def test_measure_anatomy_on_known_geometry():
 def test_bad_arguments(kwargs):
     with pytest.raises(ValueError):
         generate_phantom(**kwargs)
+
+
+def test_phantom_and_info_cli(tmp_path, capsys):
+    import argparse
+    import json
+
+    from prdit.cli import info, phantom
+    from prdit.data.io import read_volume
+
+    parser = argparse.ArgumentParser()
+    phantom.add_arguments(parser)
+    args = parser.parse_args(
+        [
+            "--count",
+            "2",
+            "--size",
+            "32",
+            "--out",
+            str(tmp_path),
+            "--seed-offset",
+            "5",
+            "--labels",
+            "--no-progress",
+        ]
+    )
+    assert phantom.run(args) == 0
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert [c["seed"] for c in manifest["cases"]] == [5, 6]
+    case = manifest["cases"][0]
+    assert case["file"] == "phantom_00005.nii.gz" and set(case["anatomy"]) == set(ANATOMY_KEYS)
+    vol = read_volume(tmp_path / case["file"])
+    assert vol.array.dtype == np.int16 and vol.shape == (32, 32, 32)
+    assert np.abs(vol.array - generate_phantom(5, size=32).array).max() <= 0.5
+    assert read_volume(tmp_path / case["labels"]).array.max() <= max(Structure)
+    parser = argparse.ArgumentParser()
+    info.add_arguments(parser)
+    assert info.run(parser.parse_args([str(tmp_path / case["file"]), "--anatomy"])) == 0
+    out = capsys.readouterr().out
+    assert "LPS" in out and "350.0 x 350.0 x 350.0 mm" in out and "lung_fraction" in out
