@@ -900,7 +900,7 @@ def _render(n: int, spacing: float, final_spacing: float, an: _Anatomy, rng: np.
     vessel_occ = np.zeros(labels.shape, dtype=np.float32)
     for kind in ("artery", "vein"):
         for root, r0, side in hila[kind]:
-            segs = _grow_tree(an, root, r0, side, rng, max_gen=8, r_min=r_min)
+            segs = _grow_tree(an, root, r0, side, rng, max_gen=10, r_min=r_min)
             if not segs:
                 continue
             ends = grid.to_world(np.array([[a, b] for a, b, _ in segs]))
