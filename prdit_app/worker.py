@@ -92,6 +92,25 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(name)
 
 
+def _lower_thread_priority() -> None:
+    """Give the calling (worker) thread a higher nice value, so the GUI thread wins the CPU.
+
+    Linux applies nice per thread; torch's intra-op threads started from this thread inherit it.
+    ``PRDIT_WORKER_NICE`` (default 0 = unchanged) sets the increment; no-op elsewhere.
+    """
+    try:
+        inc = int(os.environ.get("PRDIT_WORKER_NICE", "0"))
+    except ValueError:
+        return
+    if inc <= 0 or not hasattr(os, "setpriority"):
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + inc)
+    except OSError:
+        pass
+
+
 # --------------------------------------------------------------------------- mailbox
 class LatestSlot:
     """A single-item, thread-safe mailbox: ``put`` overwrites, ``take`` empties.
@@ -420,6 +439,7 @@ class SamplingWorker(QObject):
     @Slot()
     def run(self) -> None:
         request = self.request
+        _lower_thread_priority()
         threads = request.torch_threads or recommended_torch_threads()
         if torch.get_num_threads() != threads:
             torch.set_num_threads(threads)
