@@ -80,7 +80,9 @@ def _read_header(path: str) -> _Header | None:
 
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True, force=not _is_dicom_file(path))
-    except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, AttributeError):
+    except InvalidDicomError:
+        return None
+    except Exception:  # noqa: BLE001 - a probe: XML notes, thumbnails etc. sit beside DICOM files
         return None
     if "SeriesInstanceUID" not in ds or "Rows" not in ds:
         return None  # DICOMDIR, reports, presentation states: no image
