@@ -316,3 +316,24 @@ def test_about_box_lists_versions():
     names = dict(versions())
     assert {"Python", "PyTorch", "Qt", "VTK", "pyqtgraph", "PRDiT Studio / prdit"} <= set(names)
     assert names["Qt"] in about_text()
+
+
+def test_shortcuts_dialog_lists_keys_and_mouse(studio):
+    from prdit_app.dialogs import ShortcutsDialog
+
+    dialog = ShortcutsDialog(studio.shortcut_list(), studio)
+    texts = [dialog.table.item(r, 0).text() for r in range(dialog.table.rowCount())]
+    assert "1" in texts and "Left drag" in texts and dialog.table.rowCount() > 20
+    dialog.close()
+
+
+def test_cancelling_the_series_chooser_keeps_the_volume(studio, dialog_log, monkeypatch):
+    from prdit_app import dialogs
+
+    monkeypatch.setattr(
+        dialogs.SeriesChooserDialog, "exec", lambda self: dialogs.SeriesChooserDialog.DialogCode.Rejected
+    )
+    good = thorax()
+    studio.set_volume(good, source="good")
+    assert not studio.open_path(DCM_DATA / "dicomdirtests")
+    assert studio.state.volume is good and dialog_log.calls == []
