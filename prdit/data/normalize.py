@@ -48,7 +48,9 @@ class HUWindow:
         unknown = set(data) - {"low", "high", "mode"}
         if unknown:
             raise ValueError(f"unknown HU window keys {sorted(unknown)}; allowed: low, high, mode")
-        return cls(float(data.get("low", -1000.0)), float(data.get("high", 1000.0)), str(data.get("mode", "window")))
+        return cls(
+            float(data.get("low", -1000.0)), float(data.get("high", 1000.0)), str(data.get("mode", "window"))
+        )
 
 
 DEFAULT_WINDOW = HUWindow()
