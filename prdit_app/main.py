@@ -108,6 +108,10 @@ def install_panels(window) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from prdit_app import scripted_generate
+
+    if scripted_generate.wants_generate(argv):  # --generate: sample, stream, screenshot (issue 8)
+        return scripted_generate.main(argv)
     args = build_parser().parse_args(argv)
     size = _window_size(args.window_size)
     if args.vtk_offscreen:
@@ -121,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     app.setApplicationName("PRDiT Studio")
     app.setOrganizationName("PRDiT")
     app.setApplicationDisplayName("PRDiT Studio")
+    app.setDesktopFileName("io.github.prdit.Studio")  # matches packaging/linux/*.desktop (Wayland)
 
     from prdit_app import dialogs
     from prdit_app.mainwindow import MainWindow, app_icon
