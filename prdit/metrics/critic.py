@@ -17,6 +17,7 @@ with the same settings (all recorded in the report). Everything is seeded: same 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -31,7 +32,7 @@ class CriticConfig:
     size: int = 32  # edge the volumes are pooled to
     iterations: int = 300
     batch_size: int = 16
-    lr: float = 1e-4
+    lr: float = 5e-4
     betas: tuple[float, float] = (0.0, 0.9)  # WGAN-GP paper's Adam settings
     gp_weight: float = 10.0
     width: int = 16
@@ -56,33 +57,47 @@ class CriticResult:
         return d
 
 
-class Critic3d(nn.Module):
-    """3D conv critic: 2x2x2 stride-2 convs (non-overlapping, so forward, backward and the
-    double-backward of the gradient penalty stay cheap on a CPU) with 3x3x3 convs in between,
-    LeakyReLU, global average pool, linear score. No normalisation layers: batch statistics would
-    break the per-sample gradient penalty."""
+def _space_to_depth(x: torch.Tensor) -> torch.Tensor:
+    """``[B, D, H, W, C]`` -> ``[B, D/2, H/2, W/2, 8C]``: each 2x2x2 block becomes one vector."""
+    b, d, h, w, c = x.shape
+    x = x.reshape(b, d // 2, 2, h // 2, 2, w // 2, 2, c)
+    return x.permute(0, 1, 3, 5, 2, 4, 6, 7).reshape(b, d // 2, h // 2, w // 2, 8 * c)
 
-    def __init__(self, width: int = 16) -> None:
+
+class Critic3d(nn.Module):
+    """A 3D CNN whose every layer is a 2x2x2 stride-2 convolution, written as "group each 2x2x2
+    block, then a Linear" (identical maths). Why: on a CPU, PyTorch's 3D convolutions cost ~10 ms
+    per call at these sizes whatever the arithmetic, and the gradient penalty needs a double
+    backward through every layer; matmuls make a training step ~10x cheaper. Channels double per
+    level (``width`` at the first), LeakyReLU(0.2), the last 2^3 tokens are averaged, a Linear
+    gives the score. No normalisation layers: batch statistics would break the per-sample penalty.
+    Input edge: a power of two >= 4.
+    """
+
+    def __init__(self, width: int = 16, size: int = 32) -> None:
         super().__init__()
-        w = width
-        self.body = nn.Sequential(
-            nn.Conv3d(1, w, 2, stride=2),
-            nn.LeakyReLU(0.2),
-            nn.Conv3d(w, 2 * w, 2, stride=2),
-            nn.LeakyReLU(0.2),
-            nn.Conv3d(2 * w, 2 * w, 3, padding=1),
-            nn.LeakyReLU(0.2),
-            nn.Conv3d(2 * w, 4 * w, 2, stride=2),
-            nn.LeakyReLU(0.2),
-            nn.Conv3d(4 * w, 4 * w, 3, padding=1),
-            nn.LeakyReLU(0.2),
-        )
-        self.head = nn.Linear(4 * w, 1)
+        if size < 4 or size & (size - 1):
+            raise ValueError(f"critic input edge must be a power of two >= 4, got {size}")
+        self.size = size
+        levels = int(math.log2(size)) - 1  # down to 2^3 tokens
+        layers = []
+        c_in = 1
+        for level in range(levels):
+            c_out = width * 2 ** min(level, 3)
+            layers.append(nn.Linear(8 * c_in, c_out))
+            c_in = c_out
+        self.levels = nn.ModuleList(layers)
+        self.head = nn.Linear(c_in, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if min(x.shape[2:]) < 8:
-            raise ValueError(f"critic input must be at least 8 voxels per axis, got {tuple(x.shape[2:])}")
-        return self.head(self.body(x).mean(dim=(2, 3, 4))).squeeze(1)
+        if tuple(x.shape[2:]) != (self.size,) * 3:
+            raise ValueError(
+                f"critic expects [B, 1, {self.size}, {self.size}, {self.size}], got {tuple(x.shape)}"
+            )
+        h = x.permute(0, 2, 3, 4, 1)
+        for layer in self.levels:
+            h = F.leaky_relu(layer(_space_to_depth(h)), 0.2)
+        return self.head(h.mean(dim=(1, 2, 3))).squeeze(1)
 
 
 def pool_for_critic(
@@ -150,7 +165,7 @@ def critic_wasserstein(
     f_train, f_test = _split(fake.shape[0], cfg.train_fraction, gen)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        critic = Critic3d(cfg.width).to(dev)
+        critic = Critic3d(cfg.width, real.shape[-1]).to(dev)
     opt = torch.optim.Adam(critic.parameters(), lr=cfg.lr, betas=cfg.betas)
     real_train, fake_train = real[r_train], fake[f_train]
     for it in range(cfg.iterations):

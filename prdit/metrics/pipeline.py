@@ -270,11 +270,14 @@ def evaluate_folders(
     *,
     progress: Progress | None = None,
     extractor: FeatureExtractor | None = None,
+    dist_info: Any = None,
 ) -> dict[str, Any] | None:
     """Compare a folder of real volumes with a folder of generated ones; returns the report dict.
 
-    ``extractor`` overrides ``settings.features`` (for callers that keep one loaded). Returns None
-    on ranks other than 0 under torchrun.
+    ``extractor`` overrides ``settings.features`` (for callers that keep one loaded).
+    ``dist_info`` (:class:`prdit.distributed.DistInfo`) is set up from the environment when
+    omitted; the caller owns the process group (``prdit.distributed.cleanup``). Returns None on
+    ranks other than 0 under torchrun.
     """
     from prdit.distributed import barrier, init_distributed
 
@@ -293,7 +296,7 @@ def evaluate_folders(
                     f"{job.folder} has {len(job.files)}; add volumes or leave it out with --metrics"
                 )
     expected_shape = None if s.size is not None else check_shapes({j.label: j.files for j in jobs})
-    info = init_distributed(s.device)
+    info = dist_info if dist_info is not None else init_distributed(s.device)
     cache = FolderCache(s.cache_dir, enabled=s.use_cache)
     needed_products = {_PRODUCTS_FOR[m] for m in s.metrics}
 
