@@ -96,6 +96,7 @@ class ProcessRunner(QObject):
     def __init__(self, parent: QObject | None = None, *, keep_lines: int = 400) -> None:
         super().__init__(parent)
         self._proc: QProcess | None = None
+        self._old_proc: QProcess | None = None
         self._argv: list[str] = []
         self._buffers = {STDOUT: "", STDERR: ""}
         self._stderr_tail: deque[str] = deque(maxlen=keep_lines)
@@ -147,6 +148,9 @@ class ProcessRunner(QObject):
         self._start_error = None
         self._done = False
 
+        if self._old_proc is not None:
+            self._old_proc.deleteLater()
+            self._old_proc = None
         proc = QProcess(self)
         environment = QProcessEnvironment.systemEnvironment()
         environment.insert("PYTHONUNBUFFERED", "1")
@@ -245,9 +249,9 @@ class ProcessRunner(QObject):
         outcome = RunOutcome(exit_code, crashed, self._stop_requested, argv=list(self._argv))
         if not outcome.ok:
             outcome.error = self._describe_failure(outcome)
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            proc.deleteLater()
+        # Keep the finished QProcess (a child of this runner) until the next start: deleting it
+        # here, inside its own signal, or deleteLater with a parent that may die first, crashes.
+        self._old_proc, self._proc = self._proc, None
         self.runningChanged.emit(False)
         self.finished.emit(outcome)
 

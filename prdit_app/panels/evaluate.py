@@ -64,6 +64,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from prdit_app.panels.train import adapt_splitter_orientation
 from prdit_app.process_runner import LogView, ProcessRunner, RunOutcome, format_command, prdit_command
 
 #: metric key -> (check-box label, tooltip); the order of ``prdit eval``'s table.
@@ -524,6 +525,7 @@ class EvaluatePanel(QWidget):
         self.anatomy_table.verticalHeader().setVisible(False)
         self.anatomy_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.anatomy_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.anatomy_table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         self.info_label = QLabel()
         self.info_label.setWordWrap(True)
         self.info_label.setObjectName("reportInfo")
@@ -532,6 +534,7 @@ class EvaluatePanel(QWidget):
         self.hist_plot.setObjectName("histogramPlot")
         self.hist_plot.setLabel("bottom", "HU")
         self.hist_plot.setLabel("left", "density (per HU)")
+        self.hist_plot.getAxis("left").enableAutoSIPrefix(False)  # no "(x0.001)" on the axes
         self.hist_plot.showGrid(x=True, y=True, alpha=0.25)
         self.hist_plot.addLegend(offset=(-10, 10))
         self.hist_real = self.hist_plot.plot(
@@ -545,6 +548,7 @@ class EvaluatePanel(QWidget):
         self.anat_plot = pg.PlotWidget()
         self.anat_plot.setObjectName("anatomyPlot")
         self.anat_plot.setLabel("left", "fraction")
+        self.anat_plot.getAxis("left").enableAutoSIPrefix(False)
         self.anat_plot.showGrid(y=True, alpha=0.25)
         self.anat_plot.addLegend(offset=(-10, 10))
         self._anat_items: list[Any] = []
@@ -607,17 +611,13 @@ class EvaluatePanel(QWidget):
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(left)
-        scroll.setMinimumWidth(330)
+        scroll.setMinimumWidth(340)
 
         results = QGroupBox("Results")
         rl = QVBoxLayout(results)
         rl.addWidget(self.info_label)
-        tables = QSplitter(Qt.Orientation.Horizontal)
-        tables.addWidget(self.table)
-        tables.addWidget(self.anatomy_table)
-        tables.setStretchFactor(0, 3)
-        tables.setStretchFactor(1, 2)
-        rl.addWidget(tables, 1)
+        rl.addWidget(self.table, 6)
+        rl.addWidget(self.anatomy_table, 5)
         hist_box = QGroupBox("HU histograms")
         hl = QVBoxLayout(hist_box)
         hl.addWidget(self.hist_plot, 1)
@@ -636,9 +636,10 @@ class EvaluatePanel(QWidget):
         right.addWidget(results)
         right.addWidget(plots)
         right.addWidget(log_box)
-        right.setStretchFactor(0, 2)
-        right.setStretchFactor(1, 3)
+        right.setStretchFactor(0, 5)
+        right.setStretchFactor(1, 5)
         right.setStretchFactor(2, 1)
+        right.setSizes([440, 400, 110])
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(scroll)
         split.addWidget(right)
@@ -646,6 +647,12 @@ class EvaluatePanel(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addWidget(split)
+        self.main_split = split
+        split.setSizes([370, 1000])  # the settings column at its natural width, the rest for results
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        super().resizeEvent(event)
+        adapt_splitter_orientation(self.main_split, self.width())
 
     def _connect(self) -> None:
         self.real_browse.clicked.connect(lambda: self._browse_dir(self.real_edit, "Folder of real volumes"))

@@ -249,7 +249,7 @@ class TrainSettings:
     extra: list[str] = field(default_factory=list)  # further KEY=VALUE overrides
 
     def argv(self) -> list[str]:
-        args = [self.config, "--out", self.out_dir, "--no-progress"]
+        args = [self.config, "--out", self.out_dir]  # tqdm's bar -> per-step progress in the panel
         if self.data_dir:
             args += ["--data", self.data_dir]
         else:
@@ -281,7 +281,7 @@ def resume_argv(
     or the data order comes from the run's own ``config.yaml``.
     """
     run = Path(run_dir)
-    args = [str(run / "config.yaml"), "--out", str(run), "--resume", "--no-progress"]
+    args = [str(run / "config.yaml"), "--out", str(run), "--resume"]
     if max_steps is not None:
         args += ["--max-steps", str(max_steps)]
     if device:
@@ -310,6 +310,13 @@ def format_duration(seconds: float | None) -> str:
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def adapt_splitter_orientation(split: QSplitter, width: int, wide: int = 900) -> None:
+    """Settings beside the monitor in a wide panel, above it in a narrow dock."""
+    want = Qt.Orientation.Horizontal if width >= wide else Qt.Orientation.Vertical
+    if split.orientation() != want:
+        split.setOrientation(want)
 
 
 def _unique_run_dir(base: Path) -> Path:
@@ -462,6 +469,7 @@ class TrainPanel(QWidget):
         self.plot.setMinimumHeight(180)
         self.plot.setLabel("bottom", "step")
         self.plot.setLabel("left", "loss")
+        self.plot.getAxis("left").enableAutoSIPrefix(False)  # no "(x0.001)" on the axis
         self.plot.showGrid(x=True, y=True, alpha=0.25)
         self.plot.addLegend(offset=(-10, 10))
         self.plot_items: dict[str, Any] = {}
@@ -546,7 +554,7 @@ class TrainPanel(QWidget):
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(left)
-        scroll.setMinimumWidth(320)
+        scroll.setMinimumWidth(340)
 
         curve_box = QGroupBox("Loss curves")
         cl = QVBoxLayout(curve_box)
@@ -587,6 +595,8 @@ class TrainPanel(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addWidget(split)
+        self.main_split = split
+        split.setSizes([370, 1000])  # the settings column at its natural width, the rest for results
 
     def _connect(self) -> None:
         self.config_combo.currentIndexChanged.connect(self._config_changed)
@@ -1001,6 +1011,7 @@ class TrainPanel(QWidget):
 
     def resizeEvent(self, event) -> None:  # noqa: N802 (Qt API)
         super().resizeEvent(event)
+        adapt_splitter_orientation(self.main_split, self.width())
         self._scale_preview()
 
     def _refresh_checkpoints(self) -> None:
