@@ -38,6 +38,7 @@ def pump(app: QApplication, seconds: float, until=None) -> bool:
 
 def main() -> int:
     work = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp(prefix="prdit-shots-"))
+    os.environ.setdefault("PRDIT_SETTINGS", str(work / "settings.ini"))  # leave the user's settings alone
     app = QApplication([])
     from prdit_app.main import install_panels
     from prdit_app.mainwindow import MainWindow

@@ -252,3 +252,30 @@ def test_open_run_shows_curves_and_checkpoints(qtbot, panel, tmp_path):
     # Not a run folder: refused with the reason.
     panel.open_run(tmp_path)
     assert "is it a run folder" in panel.error_label.text()
+
+
+def test_installed_in_the_studio_window_load_in_generate_reaches_the_generate_panel(
+    qtbot, tmp_path, monkeypatch
+):
+    """The hook the main window calls: two tabs, and the Train -> Generate -> Evaluate hand-overs."""
+    monkeypatch.setenv("PRDIT_SETTINGS", str(tmp_path / "settings.ini"))
+    from prdit_app.main import install_panels
+    from prdit_app.mainwindow import MainWindow
+    from prdit_app.panels.evaluate import EvaluatePanel
+    from prdit_app.panels.generate import GeneratePanel
+    from prdit_app.panels.train_eval_install import install_train_eval_panels
+
+    window = MainWindow(enable_3d=False)
+    qtbot.addWidget(window)
+    install_panels(window)
+    assert install_train_eval_panels(window) == ["Train", "Evaluate"]
+    train, evaluate = window.findChild(TrainPanel), window.findChild(EvaluatePanel)
+    generate = window.findChild(GeneratePanel)
+    step = tmp_path / "run" / "checkpoints" / "step_0000010"
+    step.mkdir(parents=True)
+    (step / "meta.json").write_text(json.dumps({"model_name": "PRDiT-XS/4/0", "input_size": 16, "step": 10}))
+    train.loadCheckpointRequested.emit(step)
+    assert generate.model_combo.currentData() == str(step)
+    assert window.panel_tabs.currentWidget() is generate
+    # "Generate now" in the Evaluate panel uses the model selected in the Generate panel.
+    assert Path(evaluate.current_model()) == step
