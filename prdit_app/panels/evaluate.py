@@ -661,7 +661,7 @@ class EvaluatePanel(QWidget):
         )
         self.model_browse.clicked.connect(self._browse_model)
         self.fake_edit.textEdited.connect(lambda _t: self.fake_radio.setChecked(True))
-        self.source_group.buttonToggled.connect(lambda *_: self._update_enabled())
+        self.source_group.buttonToggled.connect(lambda *_: self._source_changed())
         for box in self.metric_boxes.values():
             box.toggled.connect(lambda *_: self._update_enabled())
         self.run_button.clicked.connect(self.start)
@@ -671,6 +671,14 @@ class EvaluatePanel(QWidget):
         self.hist_log.toggled.connect(lambda _on: self._draw_histograms())
         self.runner.line.connect(self._on_line)
         self.runner.finished.connect(self._on_finished)
+
+    def _source_changed(self) -> None:
+        """Choosing "generate now" proposes the Generate panel's model (when the field is empty)."""
+        if self.gen_radio.isChecked() and not self.model_edit.text().strip() and self.current_model:
+            model = self.current_model()
+            if model:
+                self.model_edit.setText(str(model))
+        self._update_enabled()
 
     def _browse_dir(self, edit: QLineEdit, title: str) -> None:
         path = QFileDialog.getExistingDirectory(self, title, edit.text() or str(Path.cwd()))

@@ -279,3 +279,5 @@ def test_installed_in_the_studio_window_load_in_generate_reaches_the_generate_pa
     assert window.panel_tabs.currentWidget() is generate
     # "Generate now" in the Evaluate panel uses the model selected in the Generate panel.
     assert Path(evaluate.current_model()) == step
+    evaluate.gen_radio.setChecked(True)
+    assert evaluate.model_edit.text() == str(step)
