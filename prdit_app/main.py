@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--vtk-offscreen", action="store_true", help="render 3D offscreen into an image (no native GL widget)"
     )
     p.add_argument(
-        "--no-panels", action="store_true", help="do not load the Generate/Export panels (faster start)"
+        "--no-panels", action="store_true", help="do not load the task panels (faster start)"
     )
     p.add_argument("--version", action="version", version=f"prdit-studio {__version__}")
     return p
@@ -104,6 +104,9 @@ def install_panels(window) -> list[str]:
                 file=sys.stderr,
             )
             window.statusBar().showMessage(f"{title} panel unavailable: {exc}", 8000)
+    from prdit_app.panels.train_eval_install import install_train_eval_panels
+
+    installed += install_train_eval_panels(window)
     return installed
 
 
