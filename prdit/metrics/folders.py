@@ -128,7 +128,7 @@ def check_shapes(folders: dict[str, Sequence[Path]]) -> tuple[int, int, int] | N
 # --------------------------------------------------------------------------- loading
 def resample_to(array: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
     """Resize a ``(D, H, W)`` array to ``size^3``: area average on shrinking axes, then trilinear."""
-    x = torch.as_tensor(array, dtype=torch.float32)[None, None]
+    x = torch.tensor(np.asarray(array, dtype=np.float32))[None, None]  # a copy: input may be read-only
     shape = tuple(x.shape[2:])
     if shape == (size, size, size):
         return x[0, 0]
@@ -184,7 +184,7 @@ def load_for_eval(
             f"{path}: shape {'x'.join(map(str, arr.shape))} differs from the other volumes "
             f"({'x'.join(map(str, expected_shape))}); pass --size N to resample every volume to N^3"
         )
-    hu = resample_to(arr, size) if size is not None else torch.from_numpy(np.ascontiguousarray(arr))
+    hu = resample_to(arr, size) if size is not None else torch.tensor(arr)  # a copy: arr may be read-only
     return LoadedVolume(index=index, path=path, hu=hu, volume=vol)
 
 
