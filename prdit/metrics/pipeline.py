@@ -90,6 +90,9 @@ class EvalSettings:
             raise ValueError(f"--batch-size must be >= 1, got {self.batch_size}")
         if self.msssim_pairs < 1:
             raise ValueError(f"--msssim-pairs must be >= 1, got {self.msssim_pairs}")
+        c = self.critic.size
+        if c < 4 or c & (c - 1):
+            raise ValueError(f"--critic-size must be a power of two >= 4 (8, 16, 32, 64), got {c}")
         for name in ("real_scale", "fake_scale"):
             if getattr(self, name) not in ("hu", "unit"):
                 raise ValueError(

@@ -140,6 +140,8 @@ def test_user_errors_are_clear(folders, capsys, tmp_path):
         write_npy(generate_phantom(i, size=32), few / f"v{i}.npy")
     code, _, err = _run(capsys, folders / "real", few, "--no-cache", "--metrics", "critic", *FAST)
     assert code == 2 and "critic needs at least 4" in err
+    code, _, err = _run(capsys, folders / "real", folders / "fake", "--critic-size", "24")
+    assert code == 2 and "power of two" in err
     with pytest.raises(SystemExit):
         main(["eval", str(folders / "real"), str(folders / "fake"), "--metrics", "fid,inception"])
     assert "inception" in capsys.readouterr().err
