@@ -11,6 +11,14 @@ import sys
 from pathlib import Path
 
 
+def _installed_candidates() -> list[Path]:
+    """Where a wheel's data files land: the environment's prefix, or the user base for --user."""
+    import site
+
+    prefixes = [sys.prefix, sys.base_prefix, getattr(site, "USER_BASE", None) or ""]
+    return [Path(p) / "share" / "prdit-studio" / "resources" for p in prefixes if p]
+
+
 def resources_dir() -> Path:
     env = os.environ.get("PRDIT_RESOURCES")
     if env:
@@ -18,7 +26,13 @@ def resources_dir() -> Path:
     frozen = getattr(sys, "_MEIPASS", None)
     if frozen:
         return Path(frozen) / "resources"
-    return Path(__file__).resolve().parent.parent / "resources"
+    source_tree = Path(__file__).resolve().parent.parent / "resources"
+    if source_tree.is_dir():  # a checkout or an editable install
+        return source_tree
+    for candidate in _installed_candidates():
+        if candidate.is_dir():
+            return candidate
+    return source_tree  # callers report the missing file with this path
 
 
 def resource(*parts: str) -> Path:

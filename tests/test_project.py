@@ -44,3 +44,31 @@ def test_engine_sources_never_mention_qt():
         if re.search(r"^\s*(import|from)\s+(PySide6|pyqtgraph|vtk)\b", text, re.M):
             offenders.append(str(path))
     assert offenders == []
+
+
+def test_wheel_data_files_cover_every_shipped_resource():
+    """A non-editable install gets resources/ only through pyproject's data-files globs."""
+    import fnmatch
+
+    import tomllib
+
+    data_files = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["data-files"]
+    patterns = [p for globs in data_files.values() for p in globs]
+    shipped = [
+        str(f.relative_to(ROOT)) for f in (ROOT / "resources").rglob("*") if f.is_file() and f.suffix != ".py"
+    ]
+    missing = [f for f in shipped if not any(fnmatch.fnmatch(f, p) for p in patterns)]
+    assert missing == []
+    for target, globs in data_files.items():
+        for pattern in globs:  # each target folder mirrors the source folder
+            assert target.removeprefix("share/prdit-studio/") == pattern.rsplit("/", 1)[0]
+
+
+def test_resources_dir_prefers_env_then_checkout(monkeypatch, tmp_path):
+    from prdit import paths
+
+    monkeypatch.setenv("PRDIT_RESOURCES", str(tmp_path))
+    assert paths.resources_dir() == tmp_path
+    monkeypatch.delenv("PRDIT_RESOURCES")
+    assert paths.resources_dir() == ROOT / "resources"
+    assert all(str(c).endswith("share/prdit-studio/resources") for c in paths._installed_candidates())
