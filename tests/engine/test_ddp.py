@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import torch
 
 from prdit import checkpoint as ckpt
+from tests.helpers.torchrun import torchrun_cmd
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,12 +46,6 @@ print("rank", dist.rank, "of", dist.world_size, "step", result.step)
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _run(tmp_path: Path, run_dir: Path, nproc: int) -> str:
     script = tmp_path / "ddp_train.py"
     script.write_text(_SCRIPT)
@@ -60,15 +54,7 @@ def _run(tmp_path: Path, run_dir: Path, nproc: int) -> str:
         cmd = [sys.executable, str(script), str(run_dir)]
     else:
         cmd = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            str(nproc),
-            "--master_addr",
-            "127.0.0.1",
-            "--master_port",
-            str(_free_port()),
+            *torchrun_cmd(nproc),
             str(script),
             str(run_dir),
         ]

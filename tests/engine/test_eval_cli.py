@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ from prdit.cli import main
 from prdit.data.io import write_nifti, write_npy
 from prdit.data.phantom import generate_phantom
 from prdit.volume import Volume
+from tests.helpers.torchrun import torchrun_cmd
 
 N = 6
 FAST = ["--critic-iterations", "10", "--critic-size", "16", "--msssim-pairs", "2", "--device", "cpu"]
@@ -161,7 +161,7 @@ def test_torchrun_shards_feature_extraction(folders, tmp_path):
     common += ["--device", "cpu", "--msssim-pairs", "3", "--no-progress"]
     assert main(["eval", *common, "--report", str(single)]) == 0
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    cmd = torchrun_cmd(2)
     cmd += ["-m", "prdit", "eval", *common, "--report", str(sharded)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
