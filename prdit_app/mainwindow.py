@@ -46,6 +46,12 @@ OPEN_FILTER = (
     "DICOM file (*.dcm);;All files (*)"
 )
 VIEW_NAMES = ("axial", "sagittal", "coronal", "3d")
+#: the panels dock's width with fresh settings: every panel works at it, and at 1600 px the four
+#: views keep ~570 px each
+DOCK_DEFAULT_WIDTH = 430
+#: version of the saved dock/toolbar layout (QMainWindow.saveState). Raised to 1 when the dock's
+#: default became narrow: layouts saved before kept a dock wide enough to squeeze the views.
+WINDOW_STATE_VERSION = 1
 
 
 def app_icon() -> QIcon:
@@ -102,6 +108,16 @@ class ViewGrid(QWidget):
             self.restore()
         else:
             self.maximise(name)
+
+
+class PanelTabs(QTabWidget):
+    """The dock's tab widget. Its size hint is the dock's default width, not the widest panel's
+    natural width (QMainWindow sizes a new dock from it), so panels never squeeze the views."""
+
+    def sizeHint(self):  # noqa: N802 (Qt API)
+        hint = super().sizeHint()
+        hint.setWidth(max(DOCK_DEFAULT_WIDTH, self.minimumSizeHint().width()))
+        return hint
 
 
 class InfoPanel(QWidget):
@@ -217,7 +233,7 @@ class MainWindow(QMainWindow):
             view.maximiseRequested.connect(self.grid.toggle)
 
         # right-hand dock: the panels (Generate, Train, Evaluate, ...) are tabs in it
-        self.panel_tabs = QTabWidget()
+        self.panel_tabs = PanelTabs()
         self.panel_tabs.setDocumentMode(True)
         self.info_panel = InfoPanel(self.state)
         self.panel_tabs.addTab(self.info_panel, "Volume")
@@ -395,7 +411,7 @@ class MainWindow(QMainWindow):
         if (g := s.geometry()) is not None:
             self.restoreGeometry(g)
         if (st := s.window_state()) is not None:
-            self.restoreState(st)
+            self.restoreState(st, WINDOW_STATE_VERSION)  # ignored when saved by an older layout
         if s.value("display/convention", RADIOLOGICAL) == NEUROLOGICAL:
             self.act_neuro.setChecked(True)
             self.state.set_convention(NEUROLOGICAL)
@@ -408,7 +424,7 @@ class MainWindow(QMainWindow):
         self._rebuild_recent_menu()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
-        self.settings.save_window(self.saveGeometry(), self.saveState())
+        self.settings.save_window(self.saveGeometry(), self.saveState(WINDOW_STATE_VERSION))
         self.settings.set_value("display/convention", self.state.convention)
         if self.volume3d is not None:
             self.settings.set_value("display/vr_preset", self.volume3d.preset_name)

@@ -54,7 +54,6 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QRadioButton,
-    QScrollArea,
     QSpinBox,
     QSplitter,
     QTableWidget,
@@ -64,7 +63,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from prdit_app.panels.train import adapt_splitter_orientation
+from prdit_app.panels.responsive import SettingsResultsLayout
 from prdit_app.process_runner import LogView, ProcessRunner, RunOutcome, format_command, prdit_command
 
 #: metric key -> (check-box label, tooltip); the order of ``prdit eval``'s table.
@@ -520,7 +519,7 @@ class EvaluatePanel(QWidget):
         self.anatomy_table = QTableWidget(0, 4)
         self.anatomy_table.setObjectName("anatomyTable")
         self.anatomy_table.setHorizontalHeaderLabels(
-            ["Anatomy", "Real mean ± sd", "Generated mean ± sd", "In range"]
+            ["Anatomy", "Real\nmean ± sd", "Generated\nmean ± sd", "In range"]
         )
         self.anatomy_table.verticalHeader().setVisible(False)
         self.anatomy_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
@@ -555,6 +554,12 @@ class EvaluatePanel(QWidget):
         self.plot_status = QLabel("")
         self.log_view = LogView(max_lines=3000)
         self.log_view.setObjectName("evalLog")
+        # readable when stacked in the narrow dock (metrics: 6 rows, anatomy: 5 measures)
+        self.table.setMinimumHeight(190)
+        self.anatomy_table.setMinimumHeight(170)
+        self.hist_plot.setMinimumHeight(220)
+        self.anat_plot.setMinimumHeight(220)
+        self.log_view.setMinimumHeight(110)
 
         # --- layout
         inputs = QGroupBox("Volumes")
@@ -608,10 +613,6 @@ class EvaluatePanel(QWidget):
         ll.addWidget(self.error_label)
         ll.addLayout(buttons2)
         ll.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(left)
-        scroll.setMinimumWidth(340)
 
         results = QGroupBox("Results")
         rl = QVBoxLayout(results)
@@ -633,6 +634,7 @@ class EvaluatePanel(QWidget):
         lg = QVBoxLayout(log_box)
         lg.addWidget(self.log_view)
         right = QSplitter(Qt.Orientation.Vertical)
+        right.setChildrenCollapsible(False)
         right.addWidget(results)
         right.addWidget(plots)
         right.addWidget(log_box)
@@ -640,19 +642,14 @@ class EvaluatePanel(QWidget):
         right.setStretchFactor(1, 5)
         right.setStretchFactor(2, 1)
         right.setSizes([440, 400, 110])
-        split = QSplitter(Qt.Orientation.Horizontal)
-        split.addWidget(scroll)
-        split.addWidget(right)
-        split.setStretchFactor(1, 1)
+        # narrow dock: the form, then results and plots below it (one scroll bar); wide: side by side
+        self.layout_switch = SettingsResultsLayout(
+            left, right, inner=[plots], controls_width=370, narrow_results_height=1100
+        )
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
-        lay.addWidget(split)
-        self.main_split = split
-        split.setSizes([370, 1000])  # the settings column at its natural width, the rest for results
-
-    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt API)
-        super().resizeEvent(event)
-        adapt_splitter_orientation(self.main_split, self.width())
+        lay.addWidget(self.layout_switch)
+        self.main_split = self.layout_switch.split
 
     def _connect(self) -> None:
         self.real_browse.clicked.connect(lambda: self._browse_dir(self.real_edit, "Folder of real volumes"))

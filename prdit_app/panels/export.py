@@ -332,6 +332,7 @@ class ExportPanel(QWidget):
 
         self.shown_label = QLabel("Nothing shown yet")
         self.shown_label.setWordWrap(True)
+        self.shown_label.setTextFormat(Qt.TextFormat.PlainText)  # a file name is not HTML
         self.description_edit = QLineEdit()
         self.description_edit.setPlaceholderText("series description (default: model and seed)")
         self.description_edit.setMaxLength(60)
@@ -412,7 +413,7 @@ class ExportPanel(QWidget):
             text = f"{meta['model_name']}, seed {meta.get('seed')}, {meta.get('sampler')} sampler — {what}"
         else:
             text = str(meta.get("source") or "loaded volume")
-        self.shown_label.setText(f"{text}<br>{shape} voxels")
+        self.shown_label.setText(f"{text}\n{shape} voxels")
         self.description_edit.setPlaceholderText(default_series_description(volume))
 
     def _finish(self, outcome: tuple[str, Any], what: str) -> tuple[str, Any]:

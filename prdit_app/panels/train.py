@@ -49,7 +49,6 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QRadioButton,
-    QScrollArea,
     QSizePolicy,
     QSpinBox,
     QSplitter,
@@ -58,6 +57,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from prdit_app.panels.responsive import SettingsResultsLayout
 from prdit_app.process_runner import LogView, ProcessRunner, RunOutcome, format_command, prdit_command
 
 STEP_DIR_RE = re.compile(r"^step_(\d+)$")
@@ -312,13 +312,6 @@ def format_duration(seconds: float | None) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-def adapt_splitter_orientation(split: QSplitter, width: int, wide: int = 900) -> None:
-    """Settings beside the monitor in a wide panel, above it in a narrow dock."""
-    want = Qt.Orientation.Horizontal if width >= wide else Qt.Orientation.Vertical
-    if split.orientation() != want:
-        split.setOrientation(want)
-
-
 def _unique_run_dir(base: Path) -> Path:
     if not list_run_checkpoints(base) and not (base / "metrics.jsonl").exists():
         return base
@@ -487,7 +480,7 @@ class TrainPanel(QWidget):
         self.preview_label = QLabel("No preview yet")
         self.preview_label.setObjectName("previewImage")
         self.preview_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.preview_label.setMinimumSize(160, 120)
+        self.preview_label.setMinimumSize(160, 160)
         self.preview_label.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.preview_caption = QLabel()
         self.ckpt_list = QListWidget()
@@ -495,8 +488,10 @@ class TrainPanel(QWidget):
         self.load_gen_button = QPushButton("Load in Generate")
         self.load_gen_button.setObjectName("loadInGenerate")
         self.open_ckpt_button = QPushButton("Show folder")
+        self.ckpt_list.setMinimumHeight(90)
         self.log_view = LogView(max_lines=3000)
         self.log_view.setObjectName("trainLog")
+        self.log_view.setMinimumHeight(130)
 
         # --- layout: settings column | monitor
         cfg_box = QGroupBox("Run")
@@ -541,6 +536,7 @@ class TrainPanel(QWidget):
         stats.addWidget(self.eta_label)
 
         left = QWidget()
+        left.setObjectName("trainControls")
         ll = QVBoxLayout(left)
         ll.setContentsMargins(0, 0, 0, 0)
         ll.addWidget(cfg_box)
@@ -551,10 +547,6 @@ class TrainPanel(QWidget):
         ll.addWidget(self.status_label)
         ll.addWidget(self.error_label)
         ll.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(left)
-        scroll.setMinimumWidth(340)
 
         curve_box = QGroupBox("Loss curves")
         cl = QVBoxLayout(curve_box)
@@ -580,6 +572,7 @@ class TrainPanel(QWidget):
         lg = QVBoxLayout(log_box)
         lg.addWidget(self.log_view)
         monitor = QSplitter(Qt.Orientation.Vertical)
+        monitor.setChildrenCollapsible(False)
         monitor.addWidget(curve_box)
         monitor.addWidget(middle)
         monitor.addWidget(log_box)
@@ -587,16 +580,14 @@ class TrainPanel(QWidget):
         monitor.setStretchFactor(1, 3)
         monitor.setStretchFactor(2, 2)
 
-        split = QSplitter(Qt.Orientation.Horizontal)
-        split.addWidget(scroll)
-        split.addWidget(monitor)
-        split.setStretchFactor(0, 0)
-        split.setStretchFactor(1, 1)
+        # narrow dock: the form, then the monitor below it (one scroll bar); wide: side by side
+        self.layout_switch = SettingsResultsLayout(
+            left, monitor, inner=[middle], controls_width=370, narrow_results_height=820
+        )
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
-        lay.addWidget(split)
-        self.main_split = split
-        split.setSizes([370, 1000])  # the settings column at its natural width, the rest for results
+        lay.addWidget(self.layout_switch)
+        self.main_split = self.layout_switch.split
 
     def _connect(self) -> None:
         self.config_combo.currentIndexChanged.connect(self._config_changed)
@@ -1011,7 +1002,6 @@ class TrainPanel(QWidget):
 
     def resizeEvent(self, event) -> None:  # noqa: N802 (Qt API)
         super().resizeEvent(event)
-        adapt_splitter_orientation(self.main_split, self.width())
         self._scale_preview()
 
     def _refresh_checkpoints(self) -> None:
