@@ -15,9 +15,14 @@ What it guarantees, and how:
   ``freeze_coarse``); **stage 3** wraps the frozen trained model in the full-resolution residual
   branch (``build_highres_model``). Only trainable parameters reach AdamW and the EMA, so
   frozen weights stay bit-identical.
-* **Stopping.** SIGINT/SIGTERM (or ``stop_event`` from the studio) -> all ranks agree, save a
-  checkpoint, return. A NaN/inf loss or gradient stops before the optimiser step with
+* **Stopping.** SIGINT/SIGTERM, a ``<run_dir>/STOP`` file (checked by rank 0 every step; the
+  portable way, see :mod:`prdit.stopping`) or ``stop_event`` -> all ranks agree, save a
+  checkpoint, return; the STOP file is removed. A signal that arrives while ``prdit train`` is
+  still importing torch is recorded by early handlers and honoured before the first step (nothing
+  trained, nothing saved). A NaN/inf loss or gradient stops before the optimiser step with
   :class:`TrainingDiverged`; the last good checkpoint is left untouched.
+* **One run per folder.** Without ``resume`` a folder that already holds a run (a checkpoint or
+  a non-empty ``metrics.jsonl``) is refused (:func:`existing_run`), never restarted at step 0.
 * bf16 autocast and TF32 on CUDA only (bf16 on these CPUs is 5-50x slower than float32).
 """
 
@@ -40,6 +45,7 @@ import torch
 from torch import nn
 
 from prdit import checkpoint as ckpt
+from prdit import stopping
 from prdit.config import Config
 from prdit.data.normalize import HUWindow
 from prdit.distributed import (
@@ -69,8 +75,9 @@ class TrainResult:
     run_dir: Path
     step: int
     last_checkpoint: Path | None
-    stopped_by: str | None = None  # None when max_steps was reached; else "SIGTERM", "SIGINT", "stop"
+    stopped_by: str | None = None  # None: max_steps reached; else "SIGTERM", "SIGINT", "stop", "STOP file"
     history: list[dict[str, Any]] = field(default_factory=list)
+    steps_run: int = 0  # optimiser steps taken by this call (0: stopped before the first one)
 
 
 # ---------------------------------------------------------------------------------------------- randomness
@@ -244,7 +251,7 @@ def build_training_model(cfg: Config, hu_window: HUWindow, log: Callable[[str], 
     if cfg.stage == 1:
         return build_model(cfg.model.name, input_size=cfg.model.input_size, attention=attention)
     state, meta, source, kind = ckpt.read_weights(cfg.model.init_from, use_ema=cfg.model.init_use_ema)
-    _check_init_window(meta, hu_window, source)
+    check_normalisation(meta.get("hu_window"), hu_window, f"model.init_from: {source}", log)
     if cfg.stage == 2:
         model = build_model(cfg.model.name, input_size=cfg.model.input_size, attention=attention)
         try:
@@ -274,13 +281,45 @@ def build_training_model(cfg: Config, hu_window: HUWindow, log: Callable[[str], 
     return model
 
 
-def _check_init_window(meta: dict[str, Any], window: HUWindow, source: Path) -> None:
-    recorded = meta.get("hu_window")
-    if recorded and HUWindow.from_dict(recorded) != window:
+def check_normalisation(
+    recorded: dict[str, Any] | None,
+    window: HUWindow,
+    where: str,
+    log: Callable[[str], None] | None = None,
+) -> None:
+    """Refuse to continue from weights trained on differently normalised data.
+
+    ``recorded`` is the checkpoint's ``hu_window`` (None: nothing recorded, nothing to check) and
+    ``window`` the one this run's data use. Fixed windows (``mode="window"``) must match exactly:
+    the same HU must map to the same model value in every stage. Min-max data (``mode="minmax"``)
+    are different: every volume was scaled by its own minimum and maximum, and the dataset's
+    window is only a nominal median of those, which differs between datasets of the same scans
+    at another size or with more cases (a 128^3 and a 256^3 LIDC folder). The model never saw
+    those numbers, so for min-max only the mode must match; a differing nominal window is logged.
+    """
+    if not recorded:
+        return
+    theirs = HUWindow.from_dict(recorded)
+    if theirs.mode != window.mode:
         raise TrainingSetupError(
-            f"model.init_from: {source} was trained with HU window {recorded}, but this run's data uses "
-            f"{window.to_dict()}; the stages must share one normalisation"
+            f"{where} was trained on {theirs.mode!r}-normalised data ({theirs.to_dict()}), but this run's "
+            f"data are {window.mode!r}-normalised ({window.to_dict()}); the stages must share one "
+            f"normalisation: prepare the data with prdit preprocess --norm {theirs.mode}"
         )
+    if theirs == window:
+        return
+    if window.mode == "minmax":
+        if log is not None:
+            log(
+                f"{where}: min-max data; its nominal window {theirs.low:g}..{theirs.high:g} HU differs from "
+                f"this dataset's {window.low:g}..{window.high:g} HU. Only the mode must match (min-max "
+                f"values carry no HU scale); this run records {window.low:g}..{window.high:g}."
+            )
+        return
+    raise TrainingSetupError(
+        f"{where} was trained with HU window {theirs.to_dict()}, but this run's data use "
+        f"{window.to_dict()}; the stages must share one normalisation"
+    )
 
 
 def enable_activation_checkpointing(model: nn.Module) -> int:
@@ -344,14 +383,20 @@ class MetricsLog:
 
 
 class _StopFlag:
-    """SIGINT/SIGTERM (main thread only) and an optional threading.Event -> one flag."""
+    """SIGINT/SIGTERM (main thread only), an optional threading.Event and the STOP file -> one flag.
 
-    def __init__(self, event: threading.Event | None) -> None:
+    A signal that arrived before the loop (recorded by :mod:`prdit.stopping`'s early handlers
+    while torch was importing) is taken over on entry.
+    """
+
+    def __init__(self, event: threading.Event | None, stop_path: Path | None = None) -> None:
         self.event = event
+        self.stop_path = stop_path
         self.signal_name: str | None = None
         self._old: dict[int, Any] = {}
 
     def __enter__(self) -> _StopFlag:
+        self.signal_name = stopping.pending_signal()
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._old[sig] = signal.signal(sig, self._handle)
@@ -372,7 +417,39 @@ class _StopFlag:
             return self.signal_name
         if self.event is not None and self.event.is_set():
             return "stop"
+        if self.stop_path is not None and self.stop_path.exists():
+            return "STOP file"
         return None
+
+
+def existing_run(run_dir: str | Path) -> str | None:
+    """Why ``run_dir`` cannot take a new run (it already holds one), or None when it can.
+
+    A run is there when the folder has a complete checkpoint or a non-empty ``metrics.jsonl`` (a
+    run killed before its first checkpoint still logged there). Starting afresh in such a folder
+    would restart at step 0 and append a second run to the same ``metrics.jsonl``. Empty folders
+    and folders holding only other files are fine.
+    """
+    root = Path(run_dir)
+    found = ckpt.list_checkpoints(root / "checkpoints")
+    if found:
+        return (
+            f"{root} already holds a run (checkpoint at step {found[-1][0]}); starting a new one there "
+            f"would restart at step 0 and mix two runs in its metrics.jsonl. Add --resume to continue "
+            f"it, or choose a new --out folder"
+        )
+    metrics = root / "metrics.jsonl"
+    try:
+        logged = metrics.stat().st_size > 0
+    except FileNotFoundError:
+        logged = False
+    if logged:
+        return (
+            f"{root} already holds a run that saved no checkpoint ({metrics} is not empty); a new run "
+            f"there would mix two runs in one metrics.jsonl. Choose a new --out folder, or delete {root} "
+            f"to start over in it"
+        )
+    return None
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
@@ -401,6 +478,8 @@ class Trainer:
         self.device = self.dist.device
         self.run_dir = Path(run_dir or cfg.out_dir or Path("runs") / cfg.name)
         self.ckpt_dir = self.run_dir / "checkpoints"
+        # When this run began: a STOP file older than this is left over from an earlier run.
+        self.started = stopping.process_started() or time.time()
         self.stop_event = stop_event
         self.callback = callback
         self.show_progress = cfg.log.progress if progress is None else progress
@@ -409,6 +488,10 @@ class Trainer:
             torch.set_num_threads(cfg.train.threads)
         self._setup_precision()
 
+        if not resume:
+            problem = existing_run(self.run_dir) if self.dist.is_main else None
+            if any_rank(self.dist, problem is not None):
+                raise TrainingSetupError(problem or f"{self.run_dir} already holds a run (see rank 0)")
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "previews").mkdir(exist_ok=True)
@@ -506,11 +589,7 @@ class Trainer:
             raise TrainingSetupError(
                 f"--resume: {state.path} is a checkpoint of {theirs}, but the config describes {mine}"
             )
-        if meta.get("hu_window") and HUWindow.from_dict(meta["hu_window"]) != self.hu_window:
-            raise TrainingSetupError(
-                f"--resume: {state.path} was trained with HU window {meta['hu_window']}, the data now "
-                f"uses {self.hu_window.to_dict()}"
-            )
+        check_normalisation(meta.get("hu_window"), self.hu_window, f"--resume: {state.path}", self.log)
         if meta.get("batch_size") not in (None, self.cfg.train.batch_size):
             self.log(
                 f"warning: global batch changed from {meta['batch_size']} to {self.cfg.train.batch_size}; "
@@ -745,7 +824,33 @@ class Trainer:
 
     # ------------------------------------------------------------------ run
     def run(self) -> TrainResult:
+        """Train until max_steps or a stop request; the STOP file is removed when the run ends."""
+        stop_path = stopping.stop_file(self.run_dir) if self.dist.is_main else None
+        if stop_path is not None and stopping.stale_stop_file(self.run_dir, self.started):
+            stopping.remove_stop_file(self.run_dir)
+            self.log(f"removed {stop_path}: it is older than this run (left by a run that was killed)")
+        try:
+            with _StopFlag(self.stop_event, stop_path) as stop:
+                return self._run(stop)
+        finally:
+            if stop_path is not None and stopping.remove_stop_file(self.run_dir):
+                self.log(f"removed {stop_path}")
+
+    def _agreed_stop(self, stop: _StopFlag) -> str | None:
+        """The stop reason on every rank once any rank has one (collective: all ranks call it)."""
+        if any_rank(self.dist, stop.reason is not None):
+            return stop.reason or "stop (another rank)"
+        return None
+
+    def _run(self, stop: _StopFlag) -> TrainResult:
         cfg = self.cfg
+        start_step = self.step
+        stopped_by = self._agreed_stop(stop)
+        if stopped_by:  # e.g. SIGTERM while torch was importing: nothing trained, nothing to write
+            if self.dist.is_main:
+                have = f"; latest checkpoint: {self.last_checkpoint}" if self.last_checkpoint else ""
+                self.log(f"stopped by {stopped_by} before the first step; nothing to save{have}")
+            return TrainResult(self.run_dir, self.step, self.last_checkpoint, stopped_by, self.history, 0)
         metrics = MetricsLog(self.run_dir, cfg.log.tensorboard) if self.dist.is_main else None
         if self.dist.is_main:
             _write_text_atomic(self.run_dir / "config.yaml", cfg.to_yaml())
@@ -779,73 +884,74 @@ class Trainer:
                 unit="step",
                 dynamic_ncols=True,
             )
-        stopped_by = None
         batches = self._loader()
-        start_time, start_step = time.perf_counter(), self.step
+        start_time = time.perf_counter()
         window: list[dict[str, float]] = []
         last_log_time, last_log_step = start_time, self.step
         try:
-            with _StopFlag(self.stop_event) as stop:
-                self.raw_model.train()
-                while self.step < cfg.train.max_steps:
-                    if any_rank(self.dist, stop.reason is not None):
-                        stopped_by = stop.reason or "stop (another rank)"
-                        break
-                    record = self._train_step(batches)
-                    window.append(record)
-                    if bar is not None:
-                        bar.update(1)
-                        bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
-                    s = self.step
-                    if s % cfg.log.every == 0 or s == cfg.train.max_steps:
-                        now = time.perf_counter()
-                        rate = (s - last_log_step) / max(now - last_log_time, 1e-9)
-                        agg = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
-                        agg.update(
-                            step=s,
-                            steps_per_s=rate,
-                            samples_per_s=rate * cfg.train.batch_size,
-                            elapsed_s=now - start_time,
-                            eta_s=(cfg.train.max_steps - s)
-                            / max((s - start_step) / (now - start_time), 1e-9),
-                        )
-                        if self.device.type == "cuda":
-                            agg["max_mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
-                        window, last_log_time, last_log_step = [], now, s
-                        self._emit(metrics, agg)
-                    if self.dist.is_main:
-                        extra: dict[str, Any] = {}
-                        if cfg.log.val_every and s % cfg.log.val_every == 0:
-                            extra.update(self.validate())
-                        if cfg.log.preview_every and s % cfg.log.preview_every == 0:
-                            p = self.preview()
-                            if p:
-                                extra["preview"] = str(p)
-                        if extra:
-                            extra["step"] = s
-                            self._emit(metrics, extra)
-                    if cfg.checkpoint.every and s % cfg.checkpoint.every == 0 and s < cfg.train.max_steps:
-                        self.save()
-                        self._emit(metrics, {"step": s, "checkpoint": str(self.last_checkpoint)})
-                saved = self.save()
-                if self.dist.is_main:
-                    self._emit(
-                        metrics,
-                        {
-                            "step": self.step,
-                            "checkpoint": str(saved),
-                            "event": "stopped" if stopped_by else "finished",
-                            **({"reason": stopped_by} if stopped_by else {}),
-                        },
-                    )
+            self.raw_model.train()
+            while self.step < cfg.train.max_steps:
+                if self.step > start_step:  # checked above for the first step
+                    stopped_by = self._agreed_stop(stop)
                     if stopped_by:
-                        self.log(f"stopped by {stopped_by} at step {self.step}; checkpoint saved in {saved}")
+                        break
+                record = self._train_step(batches)
+                window.append(record)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
+                s = self.step
+                if s % cfg.log.every == 0 or s == cfg.train.max_steps:
+                    now = time.perf_counter()
+                    rate = (s - last_log_step) / max(now - last_log_time, 1e-9)
+                    agg = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
+                    agg.update(
+                        step=s,
+                        steps_per_s=rate,
+                        samples_per_s=rate * cfg.train.batch_size,
+                        elapsed_s=now - start_time,
+                        eta_s=(cfg.train.max_steps - s) / max((s - start_step) / (now - start_time), 1e-9),
+                    )
+                    if self.device.type == "cuda":
+                        agg["max_mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+                    window, last_log_time, last_log_step = [], now, s
+                    self._emit(metrics, agg)
+                if self.dist.is_main:
+                    extra: dict[str, Any] = {}
+                    if cfg.log.val_every and s % cfg.log.val_every == 0:
+                        extra.update(self.validate())
+                    if cfg.log.preview_every and s % cfg.log.preview_every == 0:
+                        p = self.preview()
+                        if p:
+                            extra["preview"] = str(p)
+                    if extra:
+                        extra["step"] = s
+                        self._emit(metrics, extra)
+                if cfg.checkpoint.every and s % cfg.checkpoint.every == 0 and s < cfg.train.max_steps:
+                    self.save()
+                    self._emit(metrics, {"step": s, "checkpoint": str(self.last_checkpoint)})
+            # Save only what this process trained: a run resumed at max_steps has its checkpoint.
+            saved = self.save() if self.step > start_step else self.last_checkpoint
+            if self.dist.is_main:
+                self._emit(
+                    metrics,
+                    {
+                        "step": self.step,
+                        "checkpoint": str(saved),
+                        "event": "stopped" if stopped_by else "finished",
+                        **({"reason": stopped_by} if stopped_by else {}),
+                    },
+                )
+                if stopped_by:
+                    self.log(f"stopped by {stopped_by} at step {self.step}; checkpoint saved in {saved}")
         finally:
             if bar is not None:
                 bar.close()
             if metrics is not None:
                 metrics.close()
-        return TrainResult(self.run_dir, self.step, self.last_checkpoint, stopped_by, self.history)
+        return TrainResult(
+            self.run_dir, self.step, self.last_checkpoint, stopped_by, self.history, self.step - start_step
+        )
 
     def _emit(self, metrics: MetricsLog | None, record: dict[str, Any]) -> None:
         if not self.dist.is_main:

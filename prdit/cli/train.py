@@ -4,7 +4,8 @@ One GPU (or the CPU): `prdit train CONFIG`. Several GPUs or nodes: `torchrun --n
 -m prdit train CONFIG` (DistributedDataParallel, NCCL on CUDA, gloo on CPU). CONFIG is a YAML file
 or a preset name from resources/configs (phantom-tiny, lidc-stage1, lidc-stage2,
 lidc-stage3-256, rad-stage1, ...). Any key can be overridden: --set train.lr=2e-4 --set
-train.batch_size=32. Ctrl-C or SIGTERM saves a checkpoint and exits; --resume continues exactly.
+train.batch_size=32. Ctrl-C, SIGTERM or creating the file OUT/STOP saves a checkpoint and exits;
+--resume continues exactly. A folder that already holds a run needs --resume (or a new --out).
 """
 
 from __future__ import annotations
@@ -42,6 +43,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # First, before torch is imported (seconds): SIGTERM/SIGINT from now on are recorded and the
+    # run stops cleanly instead of dying without a checkpoint (see prdit.stopping).
+    from prdit import stopping
+
+    stopping.install_early_handlers()
+    try:
+        return _run(args)
+    finally:
+        stopping.restore_handlers()
+
+
+def _run(args: argparse.Namespace) -> int:
+    from prdit import stopping
     from prdit.cli import CliError
     from prdit.config import ConfigError, load_config
     from prdit.distributed import env_world_size
@@ -69,6 +83,10 @@ def run(args: argparse.Namespace) -> int:
     from prdit.distributed import cleanup, init_distributed
     from prdit.train import TrainingDiverged, TrainingSetupError, train
 
+    early = stopping.pending_signal()
+    if early and env_world_size() == 1:  # (under torchrun the ranks agree inside train())
+        print(f"prdit train: stopped by {early} during start-up, before the first step; nothing was written")
+        return 130 if early == "SIGINT" else 0
     try:
         dist = init_distributed(cfg.train.device)
     except (RuntimeError, ValueError) as exc:
@@ -84,9 +102,18 @@ def run(args: argparse.Namespace) -> int:
     finally:
         cleanup(dist)
     if dist.is_main:
-        state = f"stopped by {result.stopped_by}" if result.stopped_by else "finished"
-        print(f"prdit train: {state} at step {result.step}; checkpoint: {result.last_checkpoint}")
-        print(f"prdit train: sample with: prdit sample {result.run_dir} --count 4 --steps 250 --out samples")
+        if result.stopped_by and not result.steps_run:
+            print(
+                f"prdit train: stopped by {result.stopped_by} before the first step; nothing new was saved "
+                f"(latest checkpoint: {result.last_checkpoint or 'none'})"
+            )
+        else:
+            state = f"stopped by {result.stopped_by}" if result.stopped_by else "finished"
+            print(f"prdit train: {state} at step {result.step}; checkpoint: {result.last_checkpoint}")
+        if result.last_checkpoint:
+            print(
+                f"prdit train: sample with: prdit sample {result.run_dir} --count 4 --steps 250 --out samples"
+            )
     if result.stopped_by == "SIGINT":
         return 130
     return 0
