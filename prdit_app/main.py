@@ -59,7 +59,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-panels", action="store_true", help="do not load the task panels (faster start)"
     )
     p.add_argument("--version", action="version", version=f"prdit-studio {__version__}")
+    from prdit_app import scripted_generate  # light: argparse only
+
+    scripted_generate.add_generate_arguments(
+        p.add_argument_group(scripted_generate.GROUP_TITLE, scripted_generate.GROUP_DESCRIPTION)
+    )
     return p
+
+
+def _refuse_generation_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Generation options without --generate would be silently ignored: say so instead."""
+    from prdit_app import scripted_generate
+
+    for dest, (flag, default) in scripted_generate.generate_only_options().items():
+        if getattr(args, dest, default) != default:
+            parser.error(f"{flag} is an option of scripted generation: add --generate")
 
 
 def _window_size(text: str | None) -> tuple[int, int] | None:
@@ -115,7 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if scripted_generate.wants_generate(argv):  # --generate: sample, stream, screenshot (issue 8)
         return scripted_generate.main(argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _refuse_generation_options(parser, args)  # --generate itself was handed over above
     size = _window_size(args.window_size)
     if args.vtk_offscreen:
         os.environ["PRDIT_VTK_OFFSCREEN"] = "1"

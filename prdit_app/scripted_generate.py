@@ -27,28 +27,53 @@ def wants_generate(argv: Sequence[str] | None) -> bool:
     return GENERATE_FLAG in args
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The generation options; everything else is passed on to the viewer's parser."""
-    p = argparse.ArgumentParser(
-        prog="prdit-studio --generate",
-        description="Sample a volume in the studio (views stream each step), screenshot it, optionally quit.",
-        add_help=True,
+#: the viewer's --help shows the generation options under this heading (one list: add_generate_arguments)
+GROUP_TITLE = "scripted generation (prdit-studio --generate [options])"
+GROUP_DESCRIPTION = (
+    "Sample a volume in the studio while the views stream each step. With --generate, --screenshot "
+    "saves the window once sampling has ended and --quit exits then (status 1 if anything failed); "
+    "the viewer options above still apply (e.g. --preset, --vr-preset, --window-size)."
+)
+
+
+def add_generate_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """The options only scripted generation takes.
+
+    The single source of the list: :func:`build_parser` parses them and the viewer's parser shows
+    them in its ``--help`` (and refuses them without ``--generate``).
+    """
+    parser.add_argument(GENERATE_FLAG, action="store_true", help="start a generation once the window is up")
+    parser.add_argument("--checkpoint", metavar="PATH", help="model to sample (default: the bundled model)")
+    parser.add_argument("--steps", type=int, default=20, help="sampling steps (default 20)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the first sample (default 0)")
+    parser.add_argument("--sampler", choices=("hot", "cold"), default="hot", help="sampler (default hot)")
+    parser.add_argument("--k", type=int, default=2, help="hot-sampler multiplier (default 2)")
+    parser.add_argument("--samples", type=int, default=1, help="number of samples (default 1)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    parser.add_argument(
+        "--side-by-side", action="store_true", help="show the x_t | x0_hat strip in the panel"
     )
-    p.add_argument(GENERATE_FLAG, action="store_true", help="start a generation once the window is up")
-    p.add_argument("--checkpoint", metavar="PATH", help="model to sample (default: the bundled model)")
-    p.add_argument("--steps", type=int, default=20, help="sampling steps (default 20)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the first sample (default 0)")
-    p.add_argument("--sampler", choices=("hot", "cold"), default="hot", help="sampler (default hot)")
-    p.add_argument("--k", type=int, default=2, help="hot-sampler multiplier (default 2)")
-    p.add_argument("--samples", type=int, default=1, help="number of samples (default 1)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
-    p.add_argument("--side-by-side", action="store_true", help="show the x_t | x0_hat strip in the panel")
-    p.add_argument(
+    parser.add_argument(
         "--screenshot-during",
         type=int,
         metavar="STEP",
         help="also save <screenshot>-running.png once this step has been drawn",
     )
+
+
+def generate_only_options() -> dict[str, tuple[str, object]]:
+    """dest -> (option string, default) of every option :func:`add_generate_arguments` adds."""
+    probe = argparse.ArgumentParser(add_help=False)
+    add_generate_arguments(probe)
+    return {a.dest: (a.option_strings[0], a.default) for a in probe._actions}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The generation options plus the two whose meaning changes with --generate (--screenshot,
+    --quit); everything else, ``-h`` included, is passed on to the viewer's parser (whose help
+    lists these options too)."""
+    p = argparse.ArgumentParser(prog="prdit-studio --generate", description=GROUP_DESCRIPTION, add_help=False)
+    add_generate_arguments(p)
     p.add_argument("--screenshot", metavar="PNG", help="save a screenshot of the window when sampling ends")
     p.add_argument("--quit", action="store_true", help="exit when done (status 1 if anything failed)")
     return p
@@ -62,6 +87,10 @@ def running_screenshot_path(path: str | Path) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args, viewer_argv = build_parser().parse_known_args(argv)
+    from prdit_app import main as studio_main
+
+    # before any Qt: -h / --version print and exit, a bad viewer option fails as usage (status 2)
+    studio_main.build_parser().parse_args(viewer_argv)
     if args.steps < 1:
         print(f"prdit-studio: error: --steps must be at least 1, got {args.steps}", file=sys.stderr)
         return 2
@@ -71,8 +100,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
-
-    from prdit_app import main as studio_main
 
     failures: list[str] = []
     state = {"running_shot": False, "started": False}
