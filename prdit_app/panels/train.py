@@ -2,8 +2,10 @@
 
 Why the run is a child process (``python -m prdit train ...`` through
 :class:`~prdit_app.process_runner.ProcessRunner`) and not a thread: a CUDA out-of-memory or a crash
-in a native library ends the run, never the viewer, and Stop can use the run's own SIGTERM
-handling (save a checkpoint, then exit), which is what makes Resume exact.
+in a native library ends the run, never the viewer, and Stop can use the run's own stop handling
+(save a checkpoint, then exit), which is what makes Resume exact. Stop creates ``<run>/STOP``
+(portable: works on Windows, where ``QProcess.terminate`` cannot stop a console program) and
+sends SIGTERM (which also stops a run still importing torch).
 
 Everything the panel shows is read back from the run folder the trainer writes (see
 :mod:`prdit.train` and :mod:`prdit.checkpoint`)::
@@ -57,6 +59,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from prdit.stopping import remove_stop_file, request_stop
 from prdit_app.panels.responsive import SettingsResultsLayout
 from prdit_app.process_runner import LogView, ProcessRunner, RunOutcome, format_command, prdit_command
 
@@ -435,7 +438,9 @@ class TrainPanel(QWidget):
         self.start_button.setObjectName("startButton")
         self.stop_button = QPushButton("Stop")
         self.stop_button.setObjectName("stopButton")
-        self.stop_button.setToolTip("Save a checkpoint and end the run (SIGTERM); press again to kill")
+        self.stop_button.setToolTip(
+            "Save a checkpoint and end the run (STOP file + SIGTERM); press again to kill"
+        )
         self.resume_button = QPushButton("Resume")
         self.resume_button.setToolTip("Continue the run in the output folder from its latest checkpoint")
         self.open_button = QPushButton("Open run…")
@@ -808,6 +813,8 @@ class TrainPanel(QWidget):
     def _launch(self, argv: list[str], run_dir: Path, max_steps: int, what: str) -> bool:
         self.error_label.hide()
         self.last_outcome = None
+        if remove_stop_file(run_dir):  # left by a run that was killed: it would stop this one at once
+            self.log_view.append_message(f"Removed {run_dir / 'STOP'} left by an earlier run")
         self._watch(run_dir, reload=True)
         self._target_steps = max_steps
         self.progress.setRange(0, max_steps)
@@ -825,8 +832,19 @@ class TrainPanel(QWidget):
         self.runningChanged.emit(True)
         return True
 
+    def _request_stop(self) -> None:
+        """Create ``<run>/STOP``, then send SIGTERM: the file works on every platform (on Windows
+        ``QProcess.terminate`` only posts a window message a console program never reads), the
+        signal stops a run that is still importing torch. Either makes the run save and exit 0."""
+        if self.run_dir is not None:
+            try:
+                request_stop(self.run_dir)
+            except OSError as exc:
+                self.log_view.append_message(f"Could not create {self.run_dir / 'STOP'}: {exc}")
+        self.runner.terminate()
+
     def stop(self) -> None:
-        """First press: SIGTERM (the run saves a checkpoint and exits). Second press: kill it."""
+        """First press: STOP file + SIGTERM (the run saves a checkpoint and exits). Second: kill it."""
         if not self.running:
             return
         if self._mode == "stopping":
@@ -834,7 +852,7 @@ class TrainPanel(QWidget):
             self.runner.kill()
             return
         self._mode = "stopping"
-        self.runner.terminate()
+        self._request_stop()
         self.status_label.setText("Stopping: saving a checkpoint…")
         self.stop_button.setText("Kill")
         self._update_enabled()
@@ -842,7 +860,7 @@ class TrainPanel(QWidget):
     def shutdown(self, timeout_ms: int = 60000) -> None:
         """Application exit: ask a running run to save and wait for it (then kill)."""
         if self.running:
-            self.runner.terminate()
+            self._request_stop()
             if not self.runner.wait(timeout_ms):
                 self.runner.kill()
                 self.runner.wait(5000)

@@ -159,12 +159,14 @@ def test_run_from_panel_gives_curves_and_checkpoints_and_stop_resume_continues(q
     qtbot.waitUntil(lambda: panel.preview_caption.text().startswith("step "), timeout=10000)
     assert not panel.preview_label.pixmap().isNull()
 
-    # Phase 2: Stop = SIGTERM -> the run saves a checkpoint at the step it reached and exits 0.
+    # Phase 2: Stop = STOP file + SIGTERM -> the run saves a checkpoint at the step it reached, exits 0
+    # and removes the file (either request may be the one the run sees first).
     panel.stop_button.click()
     assert panel.stop_button.text() == "Kill"
     qtbot.waitUntil(lambda: not panel.running, timeout=60000)
     assert panel.last_outcome.ok and panel.last_outcome.stopped, panel.log_view.plain_text()
-    assert panel.curves.event == "stopped" and panel.curves.reason == "SIGTERM"
+    assert panel.curves.event == "stopped" and panel.curves.reason in ("SIGTERM", "STOP file")
+    assert not (out / "STOP").exists()
     stopped_at = panel.curves.last_step
     assert list_run_checkpoints(out)[-1][0] == stopped_at
     assert "Resume continues" in panel.status_label.text()
@@ -204,9 +206,13 @@ def test_run_from_panel_gives_curves_and_checkpoints_and_stop_resume_continues(q
 
 
 def test_failing_run_shows_the_error_and_returns_to_idle(qtbot, panel, tmp_path):
-    _tiny_form(panel, tmp_path / "runs" / "bad", steps=3)
+    out = tmp_path / "runs" / "bad"
+    _tiny_form(panel, out, steps=3)
     panel.extra_edit.setPlainText("train.ema_decay=5\n")  # the config check refuses it
+    out.mkdir(parents=True)
+    (out / "STOP").write_text("left by a run that was killed\n")
     assert panel.start()
+    assert not (out / "STOP").exists()  # it would have stopped the new run at once
     qtbot.waitUntil(lambda: not panel.running, timeout=60000)
     outcome = panel.last_outcome
     assert not outcome.ok and outcome.exit_code == 2
@@ -281,3 +287,38 @@ def test_installed_in_the_studio_window_load_in_generate_reaches_the_generate_pa
     assert Path(evaluate.current_model()) == step
     evaluate.gen_radio.setChecked(True)
     assert evaluate.model_edit.text() == str(step)
+
+
+class _RecordingRunner:
+    """Stands in for the ProcessRunner of a running run: records what Stop does, in order."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.running = True
+        self.calls: list[tuple[str, bool]] = []
+
+    def terminate(self) -> None:
+        self.calls.append(("terminate", (self.run_dir / "STOP").exists()))
+
+    def kill(self) -> None:
+        self.calls.append(("kill", (self.run_dir / "STOP").exists()))
+        self.running = False
+
+    def wait(self, msecs: int = 30000) -> bool:
+        return True
+
+
+def test_stop_creates_the_stop_file_before_sigterm(panel, tmp_path):
+    """Stop must work where SIGTERM does nothing (Windows): the STOP file comes first."""
+    run_dir = tmp_path / "runs" / "live"
+    run_dir.mkdir(parents=True)
+    runner = _RecordingRunner(run_dir)
+    panel.runner = runner
+    panel.run_dir = run_dir
+    panel._mode = "running"
+    panel.stop()
+    assert runner.calls == [("terminate", True)]
+    assert (run_dir / "STOP").is_file()
+    assert panel.stop_button.text() == "Kill"
+    panel.stop()  # second press: kill, nothing else
+    assert runner.calls == [("terminate", True), ("kill", True)]
