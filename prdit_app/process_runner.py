@@ -49,10 +49,18 @@ def prdit_command(subcommand: str, *args: str) -> list[str]:
 
 
 def format_command(argv: Sequence[str]) -> str:
-    """A shell-quoted command line the user can copy into a terminal to reproduce a run."""
+    """A shell-quoted command line the user can copy into a terminal to reproduce a run.
+
+    ``python -m prdit train ...`` from a Python install; ``prdit train ...`` in a frozen
+    (PyInstaller) bundle, where ``sys.executable`` is the studio binary and the ``prdit`` command
+    sits beside it (packaging/pyinstaller/launcher.py) — no ``python`` to type there.
+    """
     shown = list(argv)
     if shown and shown[0] == sys.executable:
-        shown[0] = "python"
+        if getattr(sys, "frozen", False) and shown[1:3] == ["-m", "prdit"]:
+            shown = ["prdit", *shown[3:]]
+        else:
+            shown[0] = "python"
     return shlex.join(shown)
 
 

@@ -87,3 +87,12 @@ def test_commands():
     argv = prdit_command("eval", "a b", "c")
     assert argv == [sys.executable, "-m", "prdit", "eval", "a b", "c"]
     assert format_command(argv) == "python -m prdit eval 'a b' c"
+
+
+def test_frozen_bundle_shows_the_prdit_command(monkeypatch):
+    """In a PyInstaller bundle sys.executable is the studio binary: show ``prdit train ...``."""
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    argv = prdit_command("train", "phantom-tiny", "--out", "runs/a b")
+    assert argv[:3] == [sys.executable, "-m", "prdit"]  # the launch itself is unchanged
+    assert format_command(argv) == "prdit train phantom-tiny --out 'runs/a b'"
+    assert format_command([sys.executable, "-c", "pass"]) == "python -c pass"
