@@ -2,7 +2,9 @@
 
 For volumes: shape, voxel type, spacing, origin, direction (with its orientation code), field of
 view and HU statistics; --anatomy adds the anatomy measures. For a DICOM folder with several
-series: the list of series (choose one with --series UID).
+series: the list of series (choose one with --series UID). For a checkpoint (training run folder,
+step_* folder, exported .safetensors, reference .pt): model, input size, stage, step, HU window,
+spacing, parameters, quantisation, file size and SHA-256, read without building the model.
 """
 
 from __future__ import annotations
@@ -13,7 +15,11 @@ CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", help="volume file, DICOM folder, dataset folder or checkpoint")
+    parser.add_argument(
+        "path",
+        help="volume file, DICOM folder, dataset folder, or checkpoint (training run folder, step_* "
+        "folder, exported .safetensors, reference .pt)",
+    )
     parser.add_argument("--series", default=None, help="SeriesInstanceUID in a DICOM folder")
     parser.add_argument("--key", default=None, help="array key inside a .npz file")
     parser.add_argument("--anatomy", action="store_true", help="also print anatomy measures")
@@ -56,6 +62,22 @@ def describe_volume(volume) -> list[str]:
     return lines
 
 
+def is_checkpoint(path) -> bool:
+    """A model file by its suffix, or a folder laid out like a training run / checkpoint."""
+    from prdit.checkpoint import STEP_DIR_RE
+
+    if path.is_file():
+        return path.name.lower().endswith(CHECKPOINT_SUFFIXES)
+    if not path.is_dir():
+        return False
+    if (path / "meta.json").is_file() and (path / "model.safetensors").is_file():
+        return True  # a step_* folder (or a renamed copy of one)
+    run_files = (path / "config.yaml").is_file() and (path / "metrics.jsonl").exists()
+    if (path / "checkpoints").is_dir() or run_files:
+        return True  # a run folder (with or without a checkpoint yet)
+    return any(STEP_DIR_RE.match(p.name) and p.is_dir() for p in path.iterdir())  # its checkpoints/
+
+
 def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
@@ -66,11 +88,15 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.path)
     if not path.exists():
         raise CliError(f"{path}: no such file or folder")
-    if path.is_file() and path.name.lower().endswith(CHECKPOINT_SUFFIXES):
-        print(
-            f"{path}: a model checkpoint ({path.stat().st_size / 2**20:.1f} MiB); "
-            "use 'prdit sample' to use it"
-        )
+    if is_checkpoint(path):
+        from prdit.checkpoint import CheckpointError
+        from prdit.checkpoint_info import format_summary, summarize_checkpoint
+
+        try:
+            summary = summarize_checkpoint(path)
+        except CheckpointError as exc:
+            raise CliError(str(exc)) from exc
+        print("\n".join(format_summary(summary)))
         return 0
     if path.is_dir() and (path / "manifest.json").exists():
         manifest = json.loads((path / "manifest.json").read_text())
