@@ -459,6 +459,7 @@ def _compute_metrics(real: _FolderJob, fake: _FolderJob, s: EvalSettings, device
             "fake_mean_hu": hf.mean(),
             "real_quantiles_hu": hr.quantiles(),
             "fake_quantiles_hu": hf.quantiles(),
+            **_histogram_counts(hr, hf),
         }
     if "anatomy" in s.metrics:
         from prdit.metrics.anatomy import summarize_anatomy
@@ -466,5 +467,28 @@ def _compute_metrics(real: _FolderJob, fake: _FolderJob, s: EvalSettings, device
         keys = tuple(str(k) for k in real.products["anatomy"]["keys"])
         summary = summarize_anatomy(real.products["anatomy"]["rows"], fake.products["anatomy"]["rows"], keys)
         fracs = [v["fake_in_real_range"] for v in summary.values() if v["fake_in_real_range"] is not None]
-        out["anatomy"] = {"value": float(np.mean(fracs)) if fracs else math.nan, "measures": summary}
+        out["anatomy"] = {
+            "value": float(np.mean(fracs)) if fracs else math.nan,
+            "measures": summary,
+            # per volume, in the order of the sorted file lists; NaN (undefined) is written as null
+            "real_values": _per_volume(real.products["anatomy"]["rows"], keys),
+            "fake_values": _per_volume(fake.products["anatomy"]["rows"], keys),
+        }
     return out
+
+
+def _histogram_counts(real: HUHistogram, fake: HUHistogram) -> dict[str, Any]:
+    """Both pooled histograms for the report: 1 HU bins from ``lo``, trimmed to the HU range that
+    holds any voxel of either set (a few hundred to ~4000 integers, whatever the number of volumes)."""
+    nonzero = np.flatnonzero((real.counts > 0) | (fake.counts > 0))
+    first, last = (int(nonzero[0]), int(nonzero[-1])) if nonzero.size else (0, -1)
+    return {
+        "lo": real.lo + first,
+        "bin_hu": 1,
+        "real_counts": [int(c) for c in real.counts[first : last + 1]],
+        "fake_counts": [int(c) for c in fake.counts[first : last + 1]],
+    }
+
+
+def _per_volume(rows: np.ndarray, keys: tuple[str, ...]) -> dict[str, list[float]]:
+    return {key: [float(v) for v in rows[:, j]] for j, key in enumerate(keys)}

@@ -2,7 +2,12 @@
 
 The JSON holds every number plus everything needed to reproduce or judge it: the folders (with a
 fingerprint of their files), counts and shapes, the feature extractor's identity and whether its
-numbers are comparable with published ones, all settings, software versions and timings.
+numbers are comparable with published ones, all settings, software versions and timings. It also
+holds the small per-set data the studio plots (HU histogram counts, per-volume anatomy measures),
+so a report is enough to redraw them without the volumes.
+
+:func:`table_rows` is the one place that names, formats and annotates the metrics: the terminal
+table (:func:`format_table`) and the studio's Evaluate panel both use it, so they show the same text.
 """
 
 from __future__ import annotations
@@ -10,10 +15,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
+import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+# (metric key, display name, note template filled from the metric's report entry)
 _ROWS = (
     ("fid", "3D FID", "lower is better; x1e3 as in the paper: {value_x1e3:.4g}"),
     ("mmd", "MMD (RBF, median heuristic)", "lower is better; gamma {gamma:.3g}"),
@@ -36,12 +44,42 @@ _ROWS = (
 )
 
 
-def _fmt(value: Any) -> str:
+class MetricRow(NamedTuple):
+    """One line of the results table; ``name, text, note = row[:3]`` is what is printed."""
+
+    name: str  # e.g. "3D FID"
+    text: str  # the value as printed: 6 significant digits, "n/a" when missing
+    note: str  # how to read it, with the numbers that go with it
+    key: str  # the metric's key in ``report["metrics"]``
+    value: float | None  # the value itself (None when missing or not a number)
+
+
+def format_value(value: Any) -> str:
+    """How every number is printed: 6 significant digits, ``n/a`` for missing or NaN."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     if isinstance(value, float):
         return f"{value:.6g}"
     return str(value)
+
+
+def table_rows(report: dict[str, Any]) -> list[MetricRow]:
+    """One row per metric present in ``report["metrics"]``, in the fixed table order."""
+    metrics = report.get("metrics") or {}
+    rows = []
+    for key, name, note in _ROWS:
+        if key not in metrics:
+            continue
+        m = dict(metrics[key])
+        m.setdefault("real_mean_s", format_value(m.get("real_mean")))
+        try:
+            note_text = note.format(**m)
+        except (KeyError, TypeError, ValueError):
+            note_text = ""
+        value = m.get("value")
+        number = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+        rows.append(MetricRow(name, format_value(value), note_text, key, number))
+    return rows
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -59,17 +97,7 @@ def format_table(report: dict[str, Any]) -> str:
     if fx:
         lines.append(f"features: {fx['description']}")
     lines.append("")
-    rows = []
-    for key, name, note in _ROWS:
-        if key not in metrics:
-            continue
-        m = dict(metrics[key])
-        m.setdefault("real_mean_s", _fmt(m.get("real_mean")))
-        try:
-            note_text = note.format(**m)
-        except (KeyError, TypeError, ValueError):
-            note_text = ""
-        rows.append((name, _fmt(m.get("value")), note_text))
+    rows = [row[:3] for row in table_rows(report)]
     w0 = max((len(r[0]) for r in rows), default=10)
     w1 = max((len(r[1]) for r in rows), default=5)
     lines.append(f"{'metric'.ljust(w0)}  {'value'.rjust(w1)}  note")
@@ -81,8 +109,8 @@ def format_table(report: dict[str, Any]) -> str:
             "anatomy measure          real mean+-sd        generated mean+-sd   generated in real range"
         )
         for key, m in metrics["anatomy"]["measures"].items():
-            real = f"{_fmt(m['real_mean'])} +- {_fmt(m['real_std'])}"
-            fake = f"{_fmt(m['fake_mean'])} +- {_fmt(m['fake_std'])}"
+            real = f"{format_value(m['real_mean'])} +- {format_value(m['real_std'])}"
+            fake = f"{format_value(m['fake_mean'])} +- {format_value(m['fake_std'])}"
             frac = "n/a" if m["fake_in_real_range"] is None else f"{100 * m['fake_in_real_range']:.0f}%"
             lines.append(f"{key:<24} {real:<20} {fake:<20} {frac}")
     for note in report.get("notes", []):
@@ -119,13 +147,38 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
+def _dumps(report: dict[str, Any]) -> str:
+    """Indented JSON, except that lists of plain numbers stay on one line: the histogram counts and
+    the per-volume values would otherwise take one indented line per number (5x the bytes).
+
+    Such lists are swapped for unique placeholder strings, the rest is dumped indented, and the
+    placeholders are replaced by the compact lists (so string values are never touched).
+    """
+    tag = f"@@prdit-list-{uuid.uuid4().hex}-"
+    lists: list[str] = []
+
+    def swap(obj: Any) -> Any:
+        if isinstance(obj, dict):
+            return {k: swap(v) for k, v in obj.items()}
+        if isinstance(obj, list):
+            if obj and all(v is None or (type(v) in (int, float)) for v in obj):  # (bool is not a number)
+                lists.append(json.dumps(obj, allow_nan=False, separators=(", ", ": ")))
+                return f"{tag}{len(lists) - 1}"
+            return [swap(v) for v in obj]
+        return obj
+
+    text = json.dumps(swap(report), indent=2, allow_nan=False)
+    return re.sub(f'"{re.escape(tag)}(\\d+)"', lambda m: lists[int(m.group(1))], text)
+
+
 def write_report(report: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write the report as JSON (temp file in the same folder, then ``os.replace``)."""
     target = Path(path)
     if target.exists() and target.is_dir():
         raise ValueError(f"--report {target} is a folder; give a file name such as {target / 'eval.json'}")
     target.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(_clean(report), indent=2, default=_json_default, allow_nan=False)
+    plain = json.loads(json.dumps(_clean(report), default=_json_default, allow_nan=False))
+    text = _dumps(plain)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -7,16 +7,16 @@ first runs ``prdit sample`` to generate N volumes with the current model, then e
 
 What is shown, and where it comes from:
 
-* the results table: read from the JSON report ``prdit eval --report`` writes, with the value
-  formatting and notes of the terminal table (:mod:`prdit.metrics.report`), so the panel and the
-  terminal show the same numbers;
+* the results table: read from the JSON report ``prdit eval --report`` writes, with the rows of
+  the terminal table (:func:`prdit.metrics.report.table_rows`: names, value formatting, notes), so
+  the panel and the terminal show the same text;
 * the HU histograms of both sets overlaid and the anatomy measures as per-volume distributions
-  (box + strip plots): the report holds only summaries of these, so after a successful run a
-  background thread reads the two folders once more with the evaluation's own loader and measures
-  (:func:`prdit.metrics.folders.load_for_eval`, :class:`prdit.metrics.histogram.HUHistogram`,
-  :func:`prdit.data.anatomy.measure_anatomy`). A report that carries per-volume data (keys
-  ``real_counts``/``fake_counts`` in ``metrics.histogram``, ``real_values``/``fake_values`` in
-  ``metrics.anatomy``) is used directly instead.
+  (box + strip plots), from the report's per-set data (``lo``/``bin_hu``/``real_counts``/
+  ``fake_counts`` in ``metrics.histogram``, ``real_values``/``fake_values`` in
+  ``metrics.anatomy``). Only for an older report without them (or one that ran only one of the
+  two metrics) does a background thread read the two folders again with the evaluation's own
+  loader and measures (:func:`prdit.metrics.folders.load_for_eval`,
+  :class:`prdit.metrics.histogram.HUHistogram`, :func:`prdit.data.anatomy.measure_anatomy`).
 * the report can be saved as JSON (the full report) or CSV (one row per metric and per anatomy
   measure, full precision).
 """
@@ -63,6 +63,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from prdit.metrics.report import format_value, table_rows
 from prdit_app.panels.responsive import SettingsResultsLayout
 from prdit_app.process_runner import LogView, ProcessRunner, RunOutcome, format_command, prdit_command
 
@@ -96,27 +97,6 @@ def parse_progress(line: str) -> tuple[str, int, int] | None:
     return m.group("desc").strip(), int(m.group("done")), int(m.group("total"))
 
 
-def _fmt(value: Any) -> str:
-    """Exactly how ``prdit eval`` prints a number (6 significant digits, n/a for missing)."""
-    try:
-        from prdit.metrics.report import _fmt as report_fmt  # one formatting for terminal and panel
-
-        return report_fmt(value)
-    except ImportError:  # pragma: no cover
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return "n/a"
-        return f"{value:.6g}" if isinstance(value, float) else str(value)
-
-
-def _row_specs() -> list[tuple[str, str, str]]:
-    try:
-        from prdit.metrics.report import _ROWS
-
-        return list(_ROWS)
-    except ImportError:  # pragma: no cover
-        return [(k, v[0], "") for k, v in METRICS.items()]
-
-
 @dataclass
 class ResultRow:
     key: str
@@ -127,23 +107,9 @@ class ResultRow:
 
 
 def report_rows(report: dict[str, Any]) -> list[ResultRow]:
-    """One row per metric in the report, named, formatted and annotated like ``prdit eval``'s table."""
-    metrics = report.get("metrics") or {}
-    rows = []
-    for key, name, note in _row_specs():
-        if key not in metrics:
-            continue
-        m = dict(metrics[key])
-        m.setdefault("real_mean_s", _fmt(m.get("real_mean")))
-        try:
-            note_text = note.format(**m)
-        except (KeyError, TypeError, ValueError):
-            note_text = ""
-        value = m.get("value")
-        rows.append(
-            ResultRow(key, name, value if isinstance(value, (int, float)) else None, _fmt(value), note_text)
-        )
-    return rows
+    """One row per metric in the report, named, formatted and annotated like ``prdit eval``'s table
+    (both come from :func:`prdit.metrics.report.table_rows`)."""
+    return [ResultRow(r.key, r.name, r.value, r.text, r.note) for r in table_rows(report)]
 
 
 def anatomy_summary(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -261,7 +227,7 @@ def plot_data_from_report(report: dict[str, Any]) -> PlotData | None:
     """PlotData from a report that carries per-volume data (see the module docstring), else None."""
     metrics = report.get("metrics") or {}
     hist, anat = metrics.get("histogram") or {}, metrics.get("anatomy") or {}
-    if not (hist.get("real_counts") and anat.get("real_values")):
+    if not (hist.get("real_counts") and anat.get("real_values")) or int(hist.get("bin_hu", 1)) != 1:
         return None
     keys = tuple(anat["real_values"].keys())
     return PlotData(
@@ -877,8 +843,8 @@ class EvaluatePanel(QWidget):
             frac = m.get("fake_in_real_range")
             cells = (
                 ANATOMY_LABELS.get(key, key),
-                f"{_fmt(m.get('real_mean'))} ± {_fmt(m.get('real_std'))}",
-                f"{_fmt(m.get('fake_mean'))} ± {_fmt(m.get('fake_std'))}",
+                f"{format_value(m.get('real_mean'))} ± {format_value(m.get('real_std'))}",
+                f"{format_value(m.get('fake_mean'))} ± {format_value(m.get('fake_std'))}",
                 "n/a" if frac is None else f"{100 * frac:.0f}%",
             )
             for j, text in enumerate(cells):

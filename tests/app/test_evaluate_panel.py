@@ -17,6 +17,7 @@ from prdit_app.panels.evaluate import (
     EvalRequest,
     EvaluatePanel,
     box_stats,
+    compute_plot_data,
     display_histogram,
     parse_progress,
     plot_data_from_report,
@@ -163,10 +164,19 @@ def test_evaluation_fills_the_table_with_the_cli_numbers(qtbot, panel, folders, 
     # The same inputs through `prdit eval` in this process: the very numbers the panel shows.
     assert shown == _cli_table(real, fake, capsys)
     assert panel.anatomy_table.rowCount() == 5
-    # Plots: the volumes are read again off the GUI thread.
-    qtbot.waitUntil(lambda: panel.plot_data is not None, timeout=60000)
+    # Plots: drawn from the per-volume data in the report, no volume is read again ...
+    assert panel.plot_data is not None and panel.plot_data.source == "report"
+    assert not panel.plots_pending
     d = panel.plot_data
     assert d.real_counts.sum() == 4 * 32**3 and d.fake_counts.sum() == 4 * 32**3
+    # ... and they are what reading the volumes again gives (the old path, kept for old reports).
+    again = compute_plot_data(real, fake)
+    for mine, theirs in ((d.real_counts, again.real_counts), (d.fake_counts, again.fake_counts)):
+        assert np.array_equal(mine, theirs[d.lo - again.lo : d.lo - again.lo + len(mine)])
+        assert mine.sum() == theirs.sum()
+    for key in d.anatomy_keys:
+        assert np.allclose(d.real_values[key], again.real_values[key], rtol=1e-12)
+        assert np.allclose(d.fake_values[key], again.fake_values[key], rtol=1e-12)
     rep_anat = panel.report["metrics"]["anatomy"]["measures"]
     for key in ("body_fraction", "lung_fraction", "bone_fraction"):
         assert np.isclose(np.mean(d.real_values[key]), rep_anat[key]["real_mean"], rtol=1e-9)
