@@ -782,6 +782,13 @@ class TrainPanel(QWidget):
                 "Press Resume to continue it, or choose another output folder."
             )
             return False
+        metrics = out / "metrics.jsonl"
+        if metrics.is_file() and metrics.stat().st_size > 0:  # the rule of `prdit train` itself
+            self._show_error(
+                f"Output: {out} already holds a run that saved no checkpoint ({metrics.name} is not "
+                "empty). Choose another output folder, or delete that one to start over in it."
+            )
+            return False
         return self._launch(s.argv(), out, s.max_steps, f"training {Path(s.out_dir).name}")
 
     def resume(self) -> bool:

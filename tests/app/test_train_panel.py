@@ -322,3 +322,14 @@ def test_stop_creates_the_stop_file_before_sigterm(panel, tmp_path):
     assert panel.stop_button.text() == "Kill"
     panel.stop()  # second press: kill, nothing else
     assert runner.calls == [("terminate", True), ("kill", True)]
+
+
+def test_start_refuses_a_folder_with_the_log_of_a_run_without_checkpoint(panel, tmp_path):
+    """The same rule as `prdit train`: a non-empty metrics.jsonl is a run; no process is started."""
+    out = tmp_path / "runs" / "killed"
+    out.mkdir(parents=True)
+    (out / "metrics.jsonl").write_text('{"event": "start", "step": 0}\n')
+    _tiny_form(panel, out, steps=3)
+    assert not panel.start()
+    assert not panel.running
+    assert "saved no checkpoint" in panel.error_label.text() and str(out) in panel.error_label.text()
