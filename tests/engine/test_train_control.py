@@ -274,3 +274,55 @@ def test_stage3_accepts_a_minmax_base_trained_at_another_size(tmp_path, minmax_d
     )  # fmt: skip
     with pytest.raises(TrainingSetupError, match="--norm minmax"):
         train(cfg_window, run_dir=tmp_path / "hr-window", progress=False)
+
+
+_DDP_SCRIPT = """
+import sys, torch
+torch.set_num_threads(1)
+from prdit.config import config_from_dict
+from prdit.distributed import env_world_size, init_distributed, cleanup
+from prdit.train import train
+data = {
+    "name": "ddp", "model": {"name": "PRDiT-XS/4/0", "input_size": 16},
+    "data": {"phantom_count": 4, "phantom_val_count": 1},
+    "train": {"seed": 5, "max_steps": 100000, "batch_size": 4, "lr": 2e-3, "device": "cpu"},
+    "log": {"every": 1, "val_every": 0, "preview_every": 0, "progress": False, "tensorboard": False},
+    "checkpoint": {"every": 0},
+}
+cfg = config_from_dict(data, world_size=env_world_size())
+dist = init_distributed("cpu")
+try:
+    result = train(cfg, run_dir=sys.argv[1], dist=dist, progress=False)
+finally:
+    cleanup(dist)
+print("rank", dist.rank, "stopped by", result.stopped_by, "at step", result.step, flush=True)
+"""
+
+
+def test_stop_file_stops_every_ddp_rank_together(tmp_path):
+    """Rank 0 sees the file; all ranks agree, one checkpoint is saved, everyone exits 0."""
+    from tests.helpers.torchrun import torchrun_cmd
+
+    script = tmp_path / "ddp_stop.py"
+    script.write_text(_DDP_SCRIPT)
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [*torchrun_cmd(2), str(script), str(run_dir)],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    metrics = run_dir / "metrics.jsonl"
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None:
+        if metrics.exists() and sum('"loss"' in ln for ln in metrics.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.1)
+    assert proc.poll() is None, proc.communicate()[0]
+    stopping.request_stop(run_dir)
+    out, _ = proc.communicate(timeout=180)
+    assert proc.returncode == 0, out
+    state = ckpt.load_training_state(run_dir)
+    assert state.meta["world_size"] == 2 and len(state.rng) == 2 and 2 <= state.step < 100000
+    assert f"rank 0 stopped by STOP file at step {state.step}" in out
+    assert f"rank 1 stopped by stop (another rank) at step {state.step}" in out
+    assert not (run_dir / "STOP").exists()
