@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from prdit import __version__
+from prdit.atomic import current_umask, write_bytes_atomic
 from prdit.data.normalize import HUWindow
 
 FORMAT = "prdit-checkpoint"
@@ -80,19 +81,6 @@ def _fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _plain_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -197,6 +185,7 @@ def save_checkpoint(
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
         _fsync_dir(tmp)
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700 folders
         if final.exists():  # the same step saved again (e.g. a signal right after a periodic save)
             old = root / f".{final.name}.old-{os.getpid()}"
             os.replace(final, old)
@@ -658,5 +647,5 @@ def export_model(
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write_bytes(out, save(_plain_state(state), metadata=_meta_to_str(out_meta)))
+    write_bytes_atomic(out, save(_plain_state(state), metadata=_meta_to_str(out_meta)), fsync=True)
     return out

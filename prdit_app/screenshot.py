@@ -9,12 +9,13 @@ real display (X11/Xvfb) is present we grab the window's pixels from the screen i
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from PySide6.QtCore import QPoint
 from PySide6.QtGui import QGuiApplication, QImage
 from PySide6.QtWidgets import QWidget
+
+from prdit.atomic import atomic_path
 
 NATIVE_GL_PROPERTY = "prdit_native_gl"
 
@@ -55,18 +56,9 @@ def save_png(image: QImage, path: str | os.PathLike) -> Path:
     if image.isNull() or image.width() == 0:
         raise ValueError(f"nothing to save to {target}: the captured image is empty")
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".png.tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        if not image.save(tmp, "PNG"):
+    with atomic_path(target, suffix=".png") as tmp:
+        if not image.save(str(tmp), "PNG"):
             raise OSError(f"could not write PNG data to {target} (is the folder writable?)")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; a screenshot is for sharing
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return target
 
 

@@ -28,14 +28,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from prdit.atomic import atomic_path
 from prdit.data.dicom_series import DicomError, SeriesInfo, read_dicom_series
 from prdit.data.dicom_series import list_dicom_series as _list_dicom_series
 from prdit.volume import Volume
@@ -209,27 +207,10 @@ def _read_nifti(path: Path) -> Volume:
     return Volume.from_affine_ras(array, affine, source=str(path), format="nifti")
 
 
-def _atomic_target(path: Path) -> tuple[Path, str]:
-    """Temporary name in the destination folder that keeps the full suffix (e.g. '.nii.gz')."""
-    name = path.name
-    suffix = "".join(path.suffixes[-2:]) if name.lower().endswith(".nii.gz") else path.suffix
-    return path.parent, suffix
-
-
-@contextmanager
-def _atomic_write(path: Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success move it into place, else delete it."""
-    folder, suffix = _atomic_target(path)
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + suffix, dir=folder)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, path)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
+def _atomic_write(path: Path):
+    """Atomic write that keeps the full suffix (e.g. '.nii.gz') so writers pick the right format."""
+    suffix = "".join(path.suffixes[-2:]) if path.name.lower().endswith(".nii.gz") else path.suffix
+    return atomic_path(path, suffix=suffix)
 
 
 def _storage_array(volume: Volume) -> np.ndarray:
