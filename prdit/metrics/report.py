@@ -16,10 +16,11 @@ import json
 import math
 import os
 import re
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Any, NamedTuple
+
+from prdit.atomic import write_text_atomic
 
 # (metric key, display name, note template filled from the metric's report entry)
 _ROWS = (
@@ -179,12 +180,5 @@ def write_report(report: dict[str, Any], path: str | os.PathLike) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     plain = json.loads(json.dumps(_clean(report), default=_json_default, allow_nan=False))
     text = _dumps(plain)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(target, text + "\n")
     return target

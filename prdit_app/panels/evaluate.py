@@ -63,6 +63,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from prdit.atomic import write_text_atomic
 from prdit.metrics.report import format_value, table_rows
 from prdit_app.panels.responsive import SettingsResultsLayout
 from prdit_app.process_runner import LogView, ProcessRunner, RunOutcome, format_command, prdit_command
@@ -145,26 +146,11 @@ def report_csv(report: dict[str, Any]) -> str:
     return buf.getvalue()
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write next to the target, then ``os.replace``: never a half-written report."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
-
-
 def save_report(report: dict[str, Any], path: str | os.PathLike) -> Path:
     """``.csv`` -> :func:`report_csv`; anything else -> the JSON report (NaN written as null)."""
     p = Path(path)
     if p.suffix.lower() == ".csv":
-        return write_text_atomic(p, report_csv(report))
+        return write_text_atomic(p, report_csv(report), newline="")
     from prdit.metrics.report import write_report
 
     return write_report(report, p)

@@ -10,8 +10,6 @@ generated volume (model, checkpoint hash, seed, sampler, steps, k) through the e
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from prdit.atomic import atomic_path, write_text_atomic
 from prdit.volume import Volume
 from prdit_app.dialogs import show_error
 from prdit_app.trajectory import TrajectoryStore, tri_planar_slices, window_to_uint8
@@ -91,17 +90,6 @@ def export_dicom(
                            **kwargs)  # fmt: skip
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def nifti_sidecar_path(path: Path) -> Path:
     name = path.name
     stem = name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else Path(name).stem
@@ -118,7 +106,7 @@ def export_nifti(volume: Volume, path: Path, progress: ProgressFn | None = None)
     write_nifti(volume, path)
     record = provenance_dict(volume)
     if record is not None:
-        _atomic_write_text(nifti_sidecar_path(path), json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+        write_text_atomic(nifti_sidecar_path(path), json.dumps(record, indent=2, ensure_ascii=False) + "\n")
     if progress:
         progress(2, 2)
     return path
@@ -204,14 +192,8 @@ def export_gif(frames: list[np.ndarray], path: Path, fps: float = 6.0, hold_last
         raise ValueError(f"{path}: folder {path.parent} does not exist")
     frame_ms = 1000.0 / max(fps, 0.1)
     durations = [frame_ms] * (len(frames) - 1) + [max(frame_ms, hold_last_s * 1000.0)]
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".gif", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".gif") as tmp:
         iio.imwrite(tmp, np.stack(frames), extension=".gif", duration=durations, loop=0)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -224,14 +206,8 @@ def export_png_series(frames: list[np.ndarray], folder: Path, prefix: str = "for
     out = []
     for n, frame in enumerate(frames):
         path = folder / f"{prefix}_{n:03d}.png"
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=folder)
-        os.close(fd)
-        try:
+        with atomic_path(path, suffix=".png") as tmp:
             iio.imwrite(tmp, frame, extension=".png")
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
         out.append(path)
     return out
 
