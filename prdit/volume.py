@@ -61,7 +61,9 @@ class Volume:
         if direction.shape != (3, 3) or not np.all(np.isfinite(direction)):
             raise ValueError(f"Volume direction must be a 3x3 matrix, got {self.direction!r}")
         if not np.allclose(direction.T @ direction, np.eye(3), atol=1e-4):
-            raise ValueError(f"Volume direction must be orthonormal (a rotation/reflection), got\n{direction}")
+            raise ValueError(
+                f"Volume direction must be orthonormal (a rotation/reflection), got\n{direction}"
+            )
         self.direction = direction
 
     # ------------------------------------------------------------------ geometry
