@@ -144,7 +144,7 @@ def main() -> int:
             t = f"{r['seconds_per_iteration'] * 1000:.0f} ms/iteration"
         print(f"| {name} | {t} | {r['baseline_rss_mb']:.0f} MB | {r['peak_rss_mb']:.0f} MB |")
     if args.json:
-        with open(args.json, "w") as f:
+        with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"load_average": load, "results": results}, f, indent=2)
     return 0
 

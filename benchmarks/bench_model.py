@@ -56,7 +56,7 @@ ATTN_PLAN = [(4096, 6, 32, "sdpa"), (4096, 6, 32, "math"), (32768, 6, 32, "sdpa"
 
 # ---------------------------------------------------------------------- worker (one case per process)
 def _status(key: str) -> int:
-    with open("/proc/self/status") as f:
+    with open("/proc/self/status", encoding="utf-8") as f:
         for line in f:
             if line.startswith(key):
                 return int(line.split()[1]) * 1024
@@ -65,7 +65,7 @@ def _status(key: str) -> int:
 
 def _reset_peak() -> None:
     try:
-        with open("/proc/self/clear_refs", "w") as f:
+        with open("/proc/self/clear_refs", "w", encoding="utf-8") as f:
             f.write("5")
     except OSError:
         pass
@@ -194,7 +194,7 @@ def machine_description(device: str) -> str:
     cpu = platform.processor() or platform.machine()
     flags: set[str] = set()
     try:
-        info = Path("/proc/cpuinfo").read_text()
+        info = Path("/proc/cpuinfo").read_text(encoding="utf-8")
         m = re.search(r"^model name\s*:\s*(.+)$", info, re.M)
         cpu = m.group(1).strip() if m else cpu
         m = re.search(r"^flags\s*:\s*(.+)$", info, re.M)
@@ -203,7 +203,8 @@ def machine_description(device: str) -> str:
         pass
     simd = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16") if f in flags]
     try:
-        mem_kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
+        meminfo = Path("/proc/meminfo").read_text(encoding="utf-8")
+        mem_kb = int(re.search(r"MemTotal:\s+(\d+)", meminfo).group(1))
         mem = f", {mem_kb / 2**20:.0f} GiB RAM"
     except (OSError, AttributeError):
         mem = ""
@@ -335,7 +336,7 @@ shared 2-core development machine are indicative only: other jobs may run at the
 def write_section(text: str, path: Path = DOC) -> None:
     """Replace (or append) the "## Model" section atomically, keeping every other section."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    old = path.read_text() if path.exists() else INTRO
+    old = path.read_text(encoding="utf-8") if path.exists() else INTRO
     pattern = re.compile(rf"^{re.escape(SECTION)}\s*$.*?(?=^## |\Z)", re.M | re.S)
     if pattern.search(old):
         new = pattern.sub(lambda _: text + "\n", old, count=1)

@@ -69,7 +69,7 @@ def test_jsonl_tail_reads_only_new_complete_lines(tmp_path):
     assert tail.read_new() == []  # no file yet
     path.write_text('{"step": 1, "loss": 0.5}\n{"step": 2, "lo')
     assert tail.read_new() == [{"step": 1, "loss": 0.5}]
-    with open(path, "a") as f:
+    with open(path, "a", encoding="utf-8") as f:
         f.write('ss": 0.4}\nnot json\n[1, 2]\n')
     assert tail.read_new() == [{"step": 2, "loss": 0.4}]
     assert tail.bad_lines == 2
@@ -251,7 +251,7 @@ def test_open_run_shows_curves_and_checkpoints(qtbot, panel, tmp_path):
     assert "Opened old: step 10, 1 checkpoint, stopped" == panel.status_label.text()
     assert panel.resume_button.isEnabled()
     # Lines appended later (a run going on elsewhere) appear on the next poll.
-    with open(run / "metrics.jsonl", "a") as f:
+    with open(run / "metrics.jsonl", "a", encoding="utf-8") as f:
         f.write(json.dumps({"step": 11, "loss": 0.05}) + "\n")
     panel.poll()
     assert panel.curves.count("loss") == 11

@@ -168,7 +168,7 @@ def test_stop_file_saves_a_checkpoint_and_exits_0(tmp_path):
 def _catches_sigterm(pid: int) -> bool:
     """Whether the process has a handler for SIGTERM (Linux: SigCgt bit 14 in /proc/PID/status)."""
     try:
-        text = Path(f"/proc/{pid}/status").read_text()
+        text = Path(f"/proc/{pid}/status").read_text(encoding="utf-8")
     except OSError:
         return False
     for line in text.splitlines():
