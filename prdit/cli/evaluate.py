@@ -85,15 +85,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--real-scale",
-        choices=("hu", "unit"),
-        default="hu",
-        help="REAL intensities: hu (default) or unit [-1, 1]",
+        choices=("auto", "hu", "unit"),
+        default="auto",
+        help="REAL intensities: auto (HU, refusing [-1, 1] data; default), hu (trusted) or unit [-1, 1]",
     )
     parser.add_argument(
         "--fake-scale",
-        choices=("hu", "unit"),
-        default="hu",
-        help="FAKE intensities: hu (default) or unit [-1, 1]",
+        choices=("auto", "hu", "unit"),
+        default="auto",
+        help="FAKE intensities: auto (HU, refusing [-1, 1] data; default), hu (trusted) or unit [-1, 1]",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 

@@ -171,13 +171,14 @@ def load_for_eval(
             )
         arr = np.asarray((window or HUWindow()).to_hu(arr), dtype=np.float32)
         vol = vol.with_array(arr)
-    elif scale != "hu":
-        raise ValueError(f"unknown intensity scale {scale!r}; allowed: hu, unit")
-    elif check_scale and float(np.abs(arr).max()) <= 1.01:
+    elif scale not in ("hu", "auto"):
+        raise ValueError(f"unknown intensity scale {scale!r}; allowed: auto, hu, unit")
+    elif scale == "auto" and check_scale and float(np.abs(arr).max()) <= 1.01:
         raise FolderError(
             f"{path}: values lie in [{arr.min():.4g}, {arr.max():.4g}], which looks like the model's [-1, 1] "
             "scale, not HU; declare it with --real-scale unit / --fake-scale unit (mapped through the "
-            "HU window -1000..1000) or convert the folder to HU"
+            "HU window -1000..1000), or with --real-scale hu / --fake-scale hu if these really are HU "
+            "(e.g. a flat water volume from an untrained model)"
         )
     if size is None and expected_shape is not None and tuple(arr.shape) != tuple(expected_shape):
         raise FolderError(

@@ -71,8 +71,10 @@ class EvalSettings:
     seed: int = 0  # MS-SSIM pairing and critic (the default extractor's seed is fixed)
     use_cache: bool = True
     cache_dir: str | None = None
-    real_scale: str = "hu"  # "hu" or "unit" ([-1, 1] through the HU window)
-    fake_scale: str = "hu"
+    # "auto": HU, refusing a folder whose first volume lies in [-1, 1] (a forgotten conversion);
+    # "hu": HU, trusted as given; "unit": the model's [-1, 1], mapped through the HU window
+    real_scale: str = "auto"
+    fake_scale: str = "auto"
     msssim_pairs: int = 100  # per set (at most N // 2)
     mmd_chunk: int = 256
     critic: CriticConfig = field(default_factory=CriticConfig)
@@ -94,9 +96,9 @@ class EvalSettings:
         if c < 4 or c & (c - 1):
             raise ValueError(f"--critic-size must be a power of two >= 4 (8, 16, 32, 64), got {c}")
         for name in ("real_scale", "fake_scale"):
-            if getattr(self, name) not in ("hu", "unit"):
+            if getattr(self, name) not in ("auto", "hu", "unit"):
                 raise ValueError(
-                    f"{name.replace('_', '-')} must be 'hu' or 'unit', got {getattr(self, name)!r}"
+                    f"{name.replace('_', '-')} must be 'auto', 'hu' or 'unit', got {getattr(self, name)!r}"
                 )
 
     def scale_for(self, label: str) -> str:

@@ -244,8 +244,8 @@ def compute_plot_data(
     fake: str | os.PathLike,
     *,
     size: int | None = None,
-    real_scale: str = "hu",
-    fake_scale: str = "hu",
+    real_scale: str = "auto",
+    fake_scale: str = "auto",
     progress: Callable[[int, int], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
 ) -> PlotData | None:
@@ -859,7 +859,7 @@ class EvaluatePanel(QWidget):
         size = settings.get("size")
         t = PlotDataThread(
             report["real"]["folder"], report["fake"]["folder"], int(size) if size else None,
-            str(settings.get("real_scale", "hu")), str(settings.get("fake_scale", "hu")), self,
+            str(settings.get("real_scale", "auto")), str(settings.get("fake_scale", "auto")), self,
         )  # fmt: skip
         t.progressed.connect(lambda d, n: self.plot_status.setText(f"Reading volumes for the plots: {d}/{n}"))
         t.ready.connect(self.set_plot_data)

@@ -125,6 +125,23 @@ def test_unit_scale_folder_is_detected_and_can_be_declared(folders, capsys, tmp_
     assert json.loads(report.read_text())["metrics"]["histogram"]["fake_mean_hu"] < -100  # back in HU
 
 
+def test_flat_water_volumes_are_accepted_when_declared_hu(folders, capsys, tmp_path):
+    """An untrained model writes 0 HU everywhere: 'auto' suspects [-1, 1] data, 'hu' trusts it."""
+    water = tmp_path / "water"
+    water.mkdir()
+    for i in range(2):
+        write_npy(Volume(np.zeros((32, 32, 32), np.float32), (10.9, 10.9, 10.9)), water / f"w{i}.npy")
+    code, _, err = _run(capsys, folders / "real", water, "--no-cache", "--metrics", "histogram", *FAST)
+    assert code == 2 and "--fake-scale hu" in err
+    report = tmp_path / "w.json"
+    code, _, err = _run(
+        capsys, folders / "real", water, "--no-cache", "--metrics", "histogram", "--fake-scale", "hu",
+        "--report", report, *FAST,
+    )  # fmt: skip
+    assert code == 0, err
+    assert json.loads(report.read_text(encoding="utf-8"))["metrics"]["histogram"]["fake_mean_hu"] == 0.0
+
+
 def test_user_errors_are_clear(folders, capsys, tmp_path):
     code, _, err = _run(
         capsys, folders / "real", folders / "fake", "--features", f"medicalnet:{tmp_path}/nope.pth"
