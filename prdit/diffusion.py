@@ -331,29 +331,11 @@ def sample(
     ``k`` is used by the hot sampler only.
     """
     name = str(sampler).strip().lower()
+    opts = {"generator": generator, "device": device, "dtype": dtype, "return_xt": return_xt}
     if name == "cold":
-        return sample_cold(
-            model,
-            shape,
-            steps,
-            generator=generator,
-            device=device,
-            dtype=dtype,
-            return_xt=return_xt,
-            diffusion=diffusion,
-        )
+        return (diffusion or _DEFAULT).sample_cold(model, shape, steps, **opts)
     if name == "hot":
-        return sample_hot(
-            model,
-            shape,
-            steps,
-            k,
-            generator=generator,
-            device=device,
-            dtype=dtype,
-            return_xt=return_xt,
-            diffusion=diffusion,
-        )
+        return (diffusion or _DEFAULT).sample_hot(model, shape, steps, k, **opts)
     raise ValueError(f"unknown sampler {sampler!r}; expected one of {', '.join(SAMPLERS)}")
 
 
