@@ -16,7 +16,7 @@ bit-identical. :meth:`HighResPRDiT.unfreeze_base` exists for the optional short 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -26,7 +26,7 @@ from torch import nn
 from .embedding import TimestepEmbedder
 from .local_denoiser import LocalDenoiser, extract_patches, unpatchify
 from .prdit import PRDiT
-from .registry import PATCHES, STANDARD_STRIDE, InputSizeError, PRDiTConfig
+from .registry import PATCHES, STANDARD_STRIDE, InputSizeError, PRDiTConfig, config_from_dict
 
 
 @dataclass(frozen=True)
@@ -80,11 +80,7 @@ class HighResConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> HighResConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"high-resolution config has unknown keys {unknown}; expected {sorted(known)}")
-        return cls(**data)
+        return config_from_dict(cls, data, "high-resolution config")
 
 
 class HighResPRDiT(nn.Module):

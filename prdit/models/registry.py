@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from typing import Any, TypeVar
 
 SIZES: dict[str, tuple[int, int]] = {
     "XS": (192, 6),
@@ -108,11 +108,20 @@ class PRDiTConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PRDiTConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"model config has unknown keys {unknown}; expected keys from {sorted(known)}")
-        return cls(**data)
+        return config_from_dict(cls, data, "model config")
+
+
+_C = TypeVar("_C")
+
+
+def config_from_dict(cls: type[_C], data: dict[str, Any], what: str) -> _C:
+    """``cls(**data)`` for a config dataclass, refusing unknown keys by name (a typo in a saved config
+    must not be silently dropped, nor surface as a bare ``TypeError``)."""
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{what} has unknown keys {unknown}; expected keys from {sorted(known)}")
+    return cls(**data)
 
 
 def list_models() -> list[str]:
