@@ -66,6 +66,7 @@ from PySide6.QtWidgets import (
 from prdit.atomic import write_text_atomic
 from prdit.metrics.report import format_value, table_rows
 from prdit_app.panels.responsive import SettingsResultsLayout
+from prdit_app.panels.status import NOT_STARTED, make_status_labels, show_error
 from prdit_app.process_runner import LogView, ProcessRunner, RunOutcome, format_command, prdit_command
 
 #: metric key -> (check-box label, tooltip); the order of ``prdit eval``'s table.
@@ -449,15 +450,7 @@ class EvaluatePanel(QWidget):
         self.progress = QProgressBar()
         self.progress.setFormat("%v / %m")
         self.stage_label = QLabel("")
-        self.status_label = QLabel("Idle")
-        self.status_label.setObjectName("statusLabel")
-        self.status_label.setWordWrap(True)
-        self.error_label = QLabel()
-        self.error_label.setObjectName("errorLabel")
-        self.error_label.setWordWrap(True)
-        self.error_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.error_label.setStyleSheet("color: #ff7b7b;")
-        self.error_label.hide()
+        self.status_label, self.error_label = make_status_labels()
 
         self.table = QTableWidget(0, 3)
         self.table.setObjectName("resultsTable")
@@ -803,11 +796,9 @@ class EvaluatePanel(QWidget):
         self.log_view.append_message(message)
         self._show_error(message, status="Failed")
 
-    def _show_error(self, text: str, status: str = "Not started — see the error below") -> None:
-        self.error_label.setText(text)
-        self.error_label.show()
-        if not self.running:
-            self.status_label.setText(status)
+    def _show_error(self, text: str, status: str = NOT_STARTED) -> None:
+        """Errors stay on screen (selectable) until the next action; the log keeps them too."""
+        show_error(self.error_label, self.status_label, text, running=self.running, status=status)
 
     # ------------------------------------------------------------------ results
     def show_report(self, report: dict[str, Any], read_volumes: bool = False) -> None:

@@ -61,6 +61,7 @@ from PySide6.QtWidgets import (
 
 from prdit.stopping import remove_stop_file, request_stop
 from prdit_app.panels.responsive import SettingsResultsLayout
+from prdit_app.panels.status import NOT_STARTED, make_status_labels, show_error
 from prdit_app.process_runner import LogView, ProcessRunner, RunOutcome, format_command, prdit_command
 
 STEP_DIR_RE = re.compile(r"^step_(\d+)$")
@@ -449,15 +450,7 @@ class TrainPanel(QWidget):
         self.progress.setFormat("%v / %m steps")
         self.rate_label = QLabel("– steps/s")
         self.eta_label = QLabel("ETA –")
-        self.status_label = QLabel("Idle")
-        self.status_label.setObjectName("statusLabel")
-        self.status_label.setWordWrap(True)
-        self.error_label = QLabel()
-        self.error_label.setObjectName("errorLabel")
-        self.error_label.setWordWrap(True)
-        self.error_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.error_label.setStyleSheet("color: #ff7b7b;")
-        self.error_label.hide()
+        self.status_label, self.error_label = make_status_labels()
 
         # --- monitoring
         import pyqtgraph as pg
@@ -904,12 +897,9 @@ class TrainPanel(QWidget):
         self.runningChanged.emit(False)
         self.runFinished.emit(outcome)
 
-    def _show_error(self, text: str, status: str = "Not started — see the error below") -> None:
+    def _show_error(self, text: str, status: str = NOT_STARTED) -> None:
         """Errors stay on screen (selectable) until the next action; the log keeps them too."""
-        self.error_label.setText(text)
-        self.error_label.show()
-        if not self.running:
-            self.status_label.setText(status)
+        show_error(self.error_label, self.status_label, text, running=self.running, status=status)
 
     # ------------------------------------------------------------------ run folder
     def browse_run(self) -> None:
