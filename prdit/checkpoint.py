@@ -43,12 +43,13 @@ from torch import nn
 
 from prdit import __version__
 from prdit.atomic import current_umask, write_bytes_atomic
+from prdit.checkpoint_dirs import STEP_DIR_RE as STEP_DIR_RE  # re-exported: prdit.cli.info uses it
+from prdit.checkpoint_dirs import list_checkpoints
 from prdit.data.normalize import HUWindow
 
 FORMAT = "prdit-checkpoint"
 MODEL_FORMAT = "prdit-model"
 FORMAT_VERSION = 1
-STEP_DIR_RE = re.compile(r"^step_(\d+)$")
 SIZE_BY_HIDDEN = {192: "XS", 384: "S", 768: "B", 1024: "L", 1152: "XL"}
 
 
@@ -202,19 +203,6 @@ def save_checkpoint(
             if old_step != step:
                 shutil.rmtree(path, ignore_errors=True)
     return final
-
-
-def list_checkpoints(ckpt_root: str | Path) -> list[tuple[int, Path]]:
-    """Complete step checkpoints under ``ckpt_root``, oldest first (temporary folders ignored)."""
-    root = Path(ckpt_root)
-    if not root.is_dir():
-        return []
-    out = []
-    for p in root.iterdir():
-        m = STEP_DIR_RE.match(p.name)
-        if m and p.is_dir() and (p / "meta.json").is_file() and (p / "model.safetensors").is_file():
-            out.append((int(m.group(1)), p))
-    return sorted(out)
 
 
 def resolve_checkpoint_dir(path: str | Path) -> Path:

@@ -59,12 +59,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from prdit.checkpoint_dirs import list_checkpoints
 from prdit.stopping import remove_stop_file, request_stop
 from prdit_app.panels.responsive import SettingsResultsLayout
 from prdit_app.panels.status import NOT_STARTED, make_status_labels, show_error
 from prdit_app.process_runner import LogView, ProcessRunner, RunOutcome, format_command, prdit_command
 
-STEP_DIR_RE = re.compile(r"^step_(\d+)$")
 PREVIEW_RE = re.compile(r"^step_(\d+)\.png$")
 # tqdm's bar as `prdit train` draws it: "train NAME:  45%|####  | 270/600 [00:10<00:12, ...]"
 TQDM_RE = re.compile(r"\|\s*(\d+)/(\d+)\s*\[")
@@ -170,21 +170,8 @@ class CurveData:
 
 
 def list_run_checkpoints(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
-    """Complete ``checkpoints/step_*`` folders of a run, oldest first.
-
-    The same rule as :func:`prdit.checkpoint.list_checkpoints` (a folder counts once its
-    ``meta.json`` and ``model.safetensors`` exist; the trainer renames complete folders into place),
-    repeated here so the panel polls the folder without importing torch.
-    """
-    root = Path(run_dir) / "checkpoints"
-    if not root.is_dir():
-        return []
-    out = []
-    for p in root.iterdir():
-        m = STEP_DIR_RE.match(p.name)
-        if m and p.is_dir() and (p / "meta.json").is_file() and (p / "model.safetensors").is_file():
-            out.append((int(m.group(1)), p))
-    return sorted(out)
+    """Complete ``checkpoints/step_*`` folders of a run, oldest first (the trainer's own rule, torch-free)."""
+    return list_checkpoints(Path(run_dir) / "checkpoints")
 
 
 def latest_preview(run_dir: str | os.PathLike) -> tuple[int, Path] | None:
