@@ -343,7 +343,7 @@ def write_section(text: str, path: Path = DOC) -> None:
     else:
         new = old.rstrip("\n") + "\n\n" + text
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(new.rstrip("\n") + "\n")
+    tmp.write_text(new.rstrip("\n") + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -402,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - started
     text = render(results, attn, args.device, args.threads, elapsed, (load_start, os.getloadavg()[0]))
     if args.json:
-        args.json.write_text(json.dumps({"results": results, "attention": attn}, indent=1))
+        args.json.write_text(json.dumps({"results": results, "attention": attn}, indent=1), encoding="utf-8")
     if args.no_write:
         print(text)
     else:

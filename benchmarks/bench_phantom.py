@@ -66,7 +66,7 @@ def table(rows: list[dict]) -> str:
 
 def write_docs(text: str) -> None:
     """Replace (or append) the '## Phantom' section, keeping every other section."""
-    old = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
+    old = DOCS.read_text(encoding="utf-8") if DOCS.exists() else "# Benchmarks\n"
     lines = old.splitlines()
     out, skipping, replaced = [], False, False
     for line in lines:
@@ -85,7 +85,7 @@ def write_docs(text: str) -> None:
         out.extend(text.rstrip("\n").splitlines())
     DOCS.parent.mkdir(parents=True, exist_ok=True)
     tmp = DOCS.with_name(".benchmarks.md.tmp")
-    tmp.write_text("\n".join(out) + "\n")
+    tmp.write_text("\n".join(out) + "\n", encoding="utf-8")
     os.replace(tmp, DOCS)
 
 

@@ -129,14 +129,47 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     n, size = str(args.count), str(args.size)
 
-    prdit("phantom", "--count", n, "--size", size, "--seed-offset", "0", "--out", str(out / "heldout"),
-          "--no-progress")
-    prdit("phantom", "--count", n, "--size", size, "--seed-offset", "50000", "--out",
-          str(out / "floor"), "--no-progress")
+    prdit(
+        "phantom",
+        "--count",
+        n,
+        "--size",
+        size,
+        "--seed-offset",
+        "0",
+        "--out",
+        str(out / "heldout"),
+        "--no-progress",
+    )
+    prdit(
+        "phantom",
+        "--count",
+        n,
+        "--size",
+        size,
+        "--seed-offset",
+        "50000",
+        "--out",
+        str(out / "floor"),
+        "--no-progress",
+    )
     untrained = out / "untrained.safetensors"
     write_untrained(args.model, untrained)
-    common = ["--count", n, "--steps", str(args.steps), "--sampler", "hot", "--k", "2", "--seed", "0",
-              "--no-preview", "--skip-existing", "--no-progress"]
+    common = [
+        "--count",
+        n,
+        "--steps",
+        str(args.steps),
+        "--sampler",
+        "hot",
+        "--k",
+        "2",
+        "--seed",
+        "0",
+        "--no-preview",
+        "--skip-existing",
+        "--no-progress",
+    ]
     prdit("sample", str(args.model), "--out", str(out / "model"), *common)
     prdit("sample", str(untrained), "--out", str(out / "ceiling"), *common)
     timing = time_one_volume(args.model, args.steps)
@@ -149,9 +182,19 @@ def main() -> int:
         report = out / f"{name}.json"
         # --fake-scale hu: the untrained model's volumes are a flat 0 HU (water), which the default
         # "auto" check would take for data left in the model's [-1, 1] scale
-        prdit("eval", str(out / "heldout"), str(out / name), "--metrics", "fid,mmd,histogram",
-              "--fake-scale", "hu", "--report", str(report), "--no-progress")
-        metrics = json.loads(report.read_text())["metrics"]
+        prdit(
+            "eval",
+            str(out / "heldout"),
+            str(out / name),
+            "--metrics",
+            "fid,mmd,histogram",
+            "--fake-scale",
+            "hu",
+            "--report",
+            str(report),
+            "--no-progress",
+        )
+        metrics = json.loads(report.read_text(encoding="utf-8"))["metrics"]
         anat = anatomy_table(out / name)
         inside = {k: float(np.mean((anat[k] >= lo[k]) & (anat[k] <= hi[k]))) for k in anat}
         all_inside = float(np.mean(np.all([(anat[k] >= lo[k]) & (anat[k] <= hi[k]) for k in anat], axis=0)))
@@ -175,9 +218,12 @@ def main() -> int:
             "anatomy_90pct_every_measure": all(v >= 0.9 for v in results["model"]["inside_range"].values()),
         },
     }
-    write_montage({"phantoms": out / "heldout", "model": out / "model", "untrained": out / "ceiling"},
-                  out / "montage.png", count=4)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    write_montage(
+        {"phantoms": out / "heldout", "model": out / "model", "untrained": out / "ceiling"},
+        out / "montage.png",
+        count=4,
+    )
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float), encoding="utf-8")
     print(json.dumps(summary, indent=2, default=float))
     return 0
 

@@ -52,7 +52,7 @@ def install_early_handlers() -> bool:
 
 
 def pending_signal() -> str | None:
-    """"SIGTERM"/"SIGINT" if one arrived since :func:`install_early_handlers`, else None."""
+    """ "SIGTERM"/"SIGINT" if one arrived since :func:`install_early_handlers`, else None."""
     return _state["reason"]
 
 

@@ -55,9 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--vtk-offscreen", action="store_true", help="render 3D offscreen into an image (no native GL widget)"
     )
-    p.add_argument(
-        "--no-panels", action="store_true", help="do not load the task panels (faster start)"
-    )
+    p.add_argument("--no-panels", action="store_true", help="do not load the task panels (faster start)")
     p.add_argument("--version", action="version", version=f"prdit-studio {__version__}")
     from prdit_app import scripted_generate  # light: argparse only
 

@@ -304,6 +304,7 @@ def engine_step_source(request: SampleRequest) -> StepSource:
         worker.status.emit(f"Loading model on {device.type.upper()}…")
         model, info = load_model(request, device)
         from prdit import diffusion  # preloaded on the GUI thread by preload_engine()
+
         size = info.input_size
         shape = (request.num_samples, 1, size, size, size)
         # Per-sample generators exactly as `prdit sample` makes them (on the sampling device, seed + i),

@@ -49,7 +49,7 @@ OPTIONAL_IMPORTS = ("xformers", "torch.utils.tensorboard")
 
 
 def _pyproject() -> dict:
-    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+    return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 
 
 def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
@@ -132,7 +132,7 @@ def test_nifti_mime_type_is_defined_for_the_desktop_entry(tmp_path):
     shutil.copy(MIME, tmp_path / "packages")
     out = _run([tool, str(tmp_path)], env={**os.environ, "XDG_DATA_DIRS": str(tmp_path)})
     assert out.returncode == 0, out.stderr
-    assert "image/x-nifti:*.nii.gz" in (tmp_path / "globs2").read_text()
+    assert "image/x-nifti:*.nii.gz" in (tmp_path / "globs2").read_text(encoding="utf-8")
 
 
 # --------------------------------------------------------------------------- icons
@@ -156,7 +156,7 @@ def test_icon_svg_and_every_png_size_exist():
 def test_install_desktop_entry_user_level_and_uninstall(tmp_path):
     fake = tmp_path / "my apps" / "prdit-studio"  # a space in the path must be quoted in Exec
     fake.parent.mkdir()
-    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.write_text("#!/bin/sh\nexit 0\n", encoding="utf-8")
     fake.chmod(0o755)
     prefix = tmp_path / "share"
     script = PACKAGING / "install-desktop-entry.sh"
@@ -212,7 +212,7 @@ def _exec_spec(distpath: Path) -> tuple[dict[str, dict], dict]:
     _Recorder.calls = {}
     names = {name: type(name, (_Recorder,), {}) for name in ("Analysis", "PYZ", "EXE", "COLLECT")}
     namespace = {**names, "SPECPATH": str(SPEC.parent), "DISTPATH": str(distpath), "__file__": str(SPEC)}
-    exec(compile(SPEC.read_text(), str(SPEC), "exec"), namespace)  # noqa: S102 - our own recipe
+    exec(compile(SPEC.read_text(encoding="utf-8"), str(SPEC), "exec"), namespace)  # noqa: S102 - our own recipe
     return dict(_Recorder.calls), namespace
 
 
@@ -235,7 +235,7 @@ def _top_level_imports() -> set[str]:
     found = set()
     for package in ("prdit", "prdit_app"):
         for path in (ROOT / package).rglob("*.py"):
-            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
                 if isinstance(node, ast.Import):
                     found.update(alias.name for alias in node.names)
                 elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
@@ -281,9 +281,9 @@ def test_spec_hidden_imports_cover_every_module_and_excludes_nothing_we_import(t
 
     excludes = set(analysis["excludes"])
     imported = _top_level_imports()
-    clashes = {
-        m for m in imported for ex in excludes if m == ex or m.startswith(ex + ".")
-    } - {m for m in imported if any(m == o or m.startswith(o + ".") for o in OPTIONAL_IMPORTS)}
+    clashes = {m for m in imported for ex in excludes if m == ex or m.startswith(ex + ".")} - {
+        m for m in imported if any(m == o or m.startswith(o + ".") for o in OPTIONAL_IMPORTS)
+    }
     assert not clashes, f"the spec excludes modules our code imports: {sorted(clashes)}"
     for needed in ("torch", "PySide6", "pyqtgraph", "vtkmodules", "SimpleITK", "nibabel", "pydicom", "scipy"):
         assert needed not in excludes
@@ -304,7 +304,7 @@ def test_spec_drops_only_test_programs(tmp_path):
 def test_spec_links_the_cli_beside_the_binary(tmp_path):
     app = tmp_path / "prdit-studio"
     app.mkdir()
-    (app / "prdit-studio").write_text("")
+    (app / "prdit-studio").write_text("", encoding="utf-8")
     _run_spec(tmp_path)
     link = app / "prdit"
     assert link.is_symlink() and os.readlink(link) == "prdit-studio"

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _readme_commands() -> list[str]:
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
     return re.findall(r"```bash\n(.+?)\n```", text)[:2]
 
 
@@ -23,7 +23,7 @@ def test_readme_starts_with_install_and_test_commands():
 
 def test_ci_runs_the_readme_test_command():
     _, test = _readme_commands()
-    ci = (ROOT / ".ci" / "run").read_text()
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert test in ci.splitlines()
 
 
@@ -40,7 +40,7 @@ def test_engine_does_not_import_qt_or_vtk():
 def test_engine_sources_never_mention_qt():
     offenders = []
     for path in (ROOT / "prdit").rglob("*.py"):
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
         if re.search(r"^\s*(import|from)\s+(PySide6|pyqtgraph|vtk)\b", text, re.M):
             offenders.append(str(path))
     assert offenders == []
@@ -52,7 +52,9 @@ def test_wheel_data_files_cover_every_shipped_resource():
 
     import tomllib
 
-    data_files = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["data-files"]
+    data_files = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"][
+        "data-files"
+    ]
     patterns = [p for globs in data_files.values() for p in globs]
     shipped = [
         str(f.relative_to(ROOT)) for f in (ROOT / "resources").rglob("*") if f.is_file() and f.suffix != ".py"

@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(format_summary(summary)))
         return 0
     if path.is_dir() and (path / "manifest.json").exists():
-        manifest = json.loads((path / "manifest.json").read_text())
+        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
         cases = manifest.get("cases", [])
         print(f"{path}: dataset/phantom folder with {len(cases)} case(s)")
         for key in ("kind", "recipe", "size", "spacing", "norm", "hu_window", "hu_recoverable", "dtype"):

@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         "cases": records,
     }
     tmp = out / ".manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, out / "manifest.json")
     print(f"wrote {len(records)} phantoms ({args.size}^3) and manifest.json to {out}")
     return 0

@@ -139,9 +139,7 @@ def phantom_reference_ranges(
     return ranges
 
 
-def check_plausibility(
-    measures: Mapping[str, float], ranges: Mapping[str, tuple[float, float]]
-) -> list[str]:
+def check_plausibility(measures: Mapping[str, float], ranges: Mapping[str, tuple[float, float]]) -> list[str]:
     """Human-readable problems (empty when every measure lies inside its range)."""
     problems = []
     for key, (lo, hi) in ranges.items():

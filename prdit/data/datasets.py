@@ -83,7 +83,7 @@ class VolumeFolderDataset(_FlipMixin, Dataset):
                 f"{self.root}: no manifest.json; is this a folder written by 'prdit preprocess'?"
             )
         try:
-            self.manifest = json.loads(manifest_path.read_text())
+            self.manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise ValueError(f"{manifest_path}: not valid JSON ({exc})") from exc
         cases = {c["id"]: c for c in self.manifest.get("cases", [])}
@@ -93,7 +93,9 @@ class VolumeFolderDataset(_FlipMixin, Dataset):
             split_file = self.root / f"{split}.txt"
             if not split_file.exists():
                 raise FileNotFoundError(f"{split_file}: missing split file")
-            ids = [line.strip() for line in split_file.read_text().splitlines() if line.strip()]
+            ids = [
+                line.strip() for line in split_file.read_text(encoding="utf-8").splitlines() if line.strip()
+            ]
             unknown = [i for i in ids if i not in cases]
             if unknown:
                 raise ValueError(f"{split_file}: ids not in the manifest: {', '.join(unknown[:5])}")

@@ -265,7 +265,7 @@ def _geometry_dict(volume: Volume) -> dict[str, Any]:
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     with _atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
 def write_npy(volume: Volume, path: str | os.PathLike, dtype: Any = None) -> Path:
@@ -348,7 +348,7 @@ def _read_npy(path: Path) -> Volume:
     known = False
     if sidecar.exists():
         try:
-            meta = json.loads(sidecar.read_text())
+            meta = json.loads(sidecar.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
             raise VolumeReadError(f"{sidecar}: not valid JSON ({exc})") from exc
         if not isinstance(meta, dict):

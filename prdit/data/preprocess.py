@@ -460,7 +460,7 @@ def process_case(case: Case, settings: Settings, out_dir: str) -> dict[str, Any]
 
 def _write_json_atomic(path: Path, data: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -524,7 +524,7 @@ def run_preprocess(
     wanted = {"format_version": FORMAT_VERSION, **asdict(settings)}
     if settings_path.exists():
         try:
-            previous = json.loads(settings_path.read_text())
+            previous = json.loads(settings_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise ValueError(
                 f"{settings_path}: corrupt settings file ({exc}); delete it to start over"
@@ -589,7 +589,7 @@ def write_manifest(
     for path in sorted((out / VOLUMES).glob("*.json")):
         if path.name.startswith("."):
             continue
-        records.append(json.loads(path.read_text()))
+        records.append(json.loads(path.read_text(encoding="utf-8")))
     ids = [r["id"] for r in records]
     train, val = split_cases(ids, val_count, split_seed)
     recipe = settings.recipe_obj
@@ -620,7 +620,7 @@ def write_manifest(
     _write_json_atomic(out / MANIFEST, manifest)
     for name, ids_ in (("train.txt", train), ("val.txt", val)):
         tmp = out / f".{name}.tmp"
-        tmp.write_text("".join(f"{i}\n" for i in ids_))
+        tmp.write_text("".join(f"{i}\n" for i in ids_), encoding="utf-8")
         os.replace(tmp, out / name)
     return manifest
 

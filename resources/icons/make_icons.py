@@ -1,6 +1,6 @@
 """Render prdit-studio.svg to the PNG sizes desktops ask for (16..256). Run after editing the SVG:
 
-    QT_QPA_PLATFORM=offscreen python resources/icons/make_icons.py
+QT_QPA_PLATFORM=offscreen python resources/icons/make_icons.py
 """
 
 from __future__ import annotations

@@ -188,8 +188,15 @@ def test_evaluation_fills_the_table_with_the_cli_numbers(qtbot, panel, folders, 
     )
     # Save: JSON is the report, CSV one row per metric and anatomy measure.
     j = panel.save_report(tmp_path / "out" / "r.json")
-    assert json.loads(j.read_text())["metrics"]["mmd"]["value"] == panel.report["metrics"]["mmd"]["value"]
-    rows = list(csv.DictReader((panel.save_report(tmp_path / "out" / "r.csv")).read_text().splitlines()))
+    assert (
+        json.loads(j.read_text(encoding="utf-8"))["metrics"]["mmd"]["value"]
+        == panel.report["metrics"]["mmd"]["value"]
+    )
+    rows = list(
+        csv.DictReader(
+            (panel.save_report(tmp_path / "out" / "r.csv")).read_text(encoding="utf-8").splitlines()
+        )
+    )
     assert [r["metric"] for r in rows][:4] == list(METRICS)
     assert len(rows) == 4 + 5
     assert not list((tmp_path / "out").glob(".*.tmp"))
@@ -237,7 +244,7 @@ def test_failing_run_shows_the_error_and_returns_to_idle(qtbot, panel, folders, 
     real, _ = folders
     empty = tmp_path / "empty"
     empty.mkdir()
-    (empty / "notes.txt").write_text("no volumes here")
+    (empty / "notes.txt").write_text("no volumes here", encoding="utf-8")
     panel.real_edit.setText(str(real))
     panel.fake_edit.setText(str(empty))
     panel.set_metrics(["histogram"])

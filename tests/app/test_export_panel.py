@@ -88,10 +88,10 @@ def test_dicom_export_refuses_a_non_empty_folder_with_a_dialog(generated, tmp_pa
     )
     target = tmp_path / "busy"
     target.mkdir()
-    (target / "notes.txt").write_text("mine")
+    (target / "notes.txt").write_text("mine", encoding="utf-8")
     status, message = exp.export_dicom_to(target)
     assert status == "failed" and "not empty" in message and dialogs[0][0] == "DICOM export failed"
-    assert (target / "notes.txt").read_text() == "mine"
+    assert (target / "notes.txt").read_text(encoding="utf-8") == "mine"
 
 
 def test_nifti_export_keeps_geometry_and_writes_a_sidecar(generated, tmp_path):
@@ -105,7 +105,7 @@ def test_nifti_export_keeps_geometry_and_writes_a_sidecar(generated, tmp_path):
     shown = gen.shown_volume()
     assert back.same_geometry(shown)
     np.testing.assert_allclose(back.array, shown.array, atol=0.5)
-    side = json.loads(nifti_sidecar_path(path).read_text())
+    side = json.loads(nifti_sidecar_path(path).read_text(encoding="utf-8"))
     assert side["seed"] == 41 and side["checkpoint_sha256"] == SHA and side["model_name"] == "PRDiT-XS/4/0"
     assert nifti_sidecar_path(path).name == "out.json"
 

@@ -66,7 +66,7 @@ def test_bundled_default_is_preselected_and_described(qtbot, tmp_path):
     models.mkdir()
     _write_model_file(models / "another.safetensors", "PRDiT-B/12/4", 128)
     _write_model_file(models / "default.safetensors")
-    (models / "notes.txt").write_text("not a model")
+    (models / "notes.txt").write_text("not a model", encoding="utf-8")
     assert [p.name for p in bundled_models(models)] == ["default.safetensors", "another.safetensors"]
     p = GeneratePanel(models_dir=models)
     qtbot.addWidget(p)

@@ -67,14 +67,16 @@ def test_jsonl_tail_reads_only_new_complete_lines(tmp_path):
     path = tmp_path / "metrics.jsonl"
     tail = JsonlTail(path)
     assert tail.read_new() == []  # no file yet
-    path.write_text('{"step": 1, "loss": 0.5}\n{"step": 2, "lo')
+    path.write_text('{"step": 1, "loss": 0.5}\n{"step": 2, "lo', encoding="utf-8")
     assert tail.read_new() == [{"step": 1, "loss": 0.5}]
     with open(path, "a", encoding="utf-8") as f:
         f.write('ss": 0.4}\nnot json\n[1, 2]\n')
     assert tail.read_new() == [{"step": 2, "loss": 0.4}]
     assert tail.bad_lines == 2
     assert tail.read_new() == []
-    path.write_text('{"step": 1, "loss": 0.9}\n')  # a new run in the same folder: shorter file
+    path.write_text(
+        '{"step": 1, "loss": 0.9}\n', encoding="utf-8"
+    )  # a new run in the same folder: shorter file
     assert tail.read_new() == [{"step": 1, "loss": 0.9}]
     assert tail.reset
 
@@ -187,7 +189,7 @@ def test_run_from_panel_gives_curves_and_checkpoints_and_stop_resume_continues(q
     assert panel.curves.event == "finished"
 
     # The curves hold exactly the JSONL's numbers, one point per logged step, across both runs.
-    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
     losses = [(float(r["step"]), r["loss"]) for r in records if "loss" in r]
     assert [s for s, _ in losses] == [float(s) for s in range(1, stopped_at + 3)]
     xs, ys = panel.curves.points["loss"]
@@ -210,7 +212,7 @@ def test_failing_run_shows_the_error_and_returns_to_idle(qtbot, panel, tmp_path)
     _tiny_form(panel, out, steps=3)
     panel.extra_edit.setPlainText("train.ema_decay=5\n")  # the config check refuses it
     out.mkdir(parents=True)
-    (out / "STOP").write_text("left by a run that was killed\n")
+    (out / "STOP").write_text("left by a run that was killed\n", encoding="utf-8")
     assert panel.start()
     assert not (out / "STOP").exists()  # it would have stopped the new run at once
     qtbot.waitUntil(lambda: not panel.running, timeout=60000)
@@ -228,7 +230,7 @@ def test_open_run_shows_curves_and_checkpoints(qtbot, panel, tmp_path):
     run = tmp_path / "runs" / "old"
     (run / "checkpoints" / "step_0000010").mkdir(parents=True)
     for name in ("meta.json", "model.safetensors"):
-        (run / "checkpoints" / "step_0000010" / name).write_text("{}")
+        (run / "checkpoints" / "step_0000010" / name).write_text("{}", encoding="utf-8")
     (run / "checkpoints" / "step_0000020").mkdir()  # incomplete: not listed
     (run / "previews").mkdir()
     from PySide6.QtGui import QImage
@@ -239,8 +241,10 @@ def test_open_run_shows_curves_and_checkpoints(qtbot, panel, tmp_path):
     img.save(str(run / "previews" / "step_0000005.png"))
     lines = [{"event": "start", "step": 0}] + [{"step": s, "loss": 1.0 / s} for s in range(1, 11)]
     lines.append({"step": 10, "checkpoint": "x", "event": "stopped", "reason": "SIGTERM"})
-    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
-    (run / "config.yaml").write_text("name: old\nstage: 1\nmodel: {name: PRDiT-XS/4/0, input_size: 24}\n")
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")
+    (run / "config.yaml").write_text(
+        "name: old\nstage: 1\nmodel: {name: PRDiT-XS/4/0, input_size: 24}\n", encoding="utf-8"
+    )
     assert latest_preview(run)[0] == 10
     panel.open_run(run)
     assert panel.curves.count("loss") == 10
@@ -279,7 +283,9 @@ def test_installed_in_the_studio_window_load_in_generate_reaches_the_generate_pa
     generate = window.findChild(GeneratePanel)
     step = tmp_path / "run" / "checkpoints" / "step_0000010"
     step.mkdir(parents=True)
-    (step / "meta.json").write_text(json.dumps({"model_name": "PRDiT-XS/4/0", "input_size": 16, "step": 10}))
+    (step / "meta.json").write_text(
+        json.dumps({"model_name": "PRDiT-XS/4/0", "input_size": 16, "step": 10}), encoding="utf-8"
+    )
     train.loadCheckpointRequested.emit(step)
     assert generate.model_combo.currentData() == str(step)
     assert window.panel_tabs.currentWidget() is generate
@@ -328,7 +334,7 @@ def test_start_refuses_a_folder_with_the_log_of_a_run_without_checkpoint(panel, 
     """The same rule as `prdit train`: a non-empty metrics.jsonl is a run; no process is started."""
     out = tmp_path / "runs" / "killed"
     out.mkdir(parents=True)
-    (out / "metrics.jsonl").write_text('{"event": "start", "step": 0}\n')
+    (out / "metrics.jsonl").write_text('{"event": "start", "step": 0}\n', encoding="utf-8")
     _tiny_form(panel, out, steps=3)
     assert not panel.start()
     assert not panel.running

@@ -157,7 +157,7 @@ def _write(path: Path, data: bytes) -> Path:
 
 def _mkdir(path: Path) -> Path:
     path.mkdir()
-    (path / "notes.txt").write_text("not an image")
+    (path / "notes.txt").write_text("not an image", encoding="utf-8")
     return path
 
 

@@ -198,7 +198,7 @@ def test_reference_layout_pt(tmp_path):
 
 def test_not_a_checkpoint_gets_a_clear_error(tmp_path):
     text = tmp_path / "notes.pt"
-    text.write_text("hello, I am not a checkpoint\n")
+    text.write_text("hello, I am not a checkpoint\n", encoding="utf-8")
     with pytest.raises(CheckpointError, match="notes.pt"):
         load_for_inference(text, input_size=16)
     other = tmp_path / "other.pt"
@@ -241,6 +241,6 @@ def test_malicious_pickle_does_not_run(tmp_path, wrap):
 
 def test_meta_json_is_plain_json(tmp_path):
     path, _, _ = _save(tmp_path, 1, _perturbed())
-    meta = json.loads((path / "meta.json").read_text())
+    meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
     assert meta["spacing"] == [0.8, 0.9, 2.5] and meta["software_version"]
     assert os.path.getsize(path / "model.safetensors") > 4 * sum(p.numel() for p in _perturbed().parameters())

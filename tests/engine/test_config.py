@@ -142,10 +142,10 @@ def test_missing_file_lists_presets(tmp_path):
     with pytest.raises(ConfigError, match="phantom-tiny"):
         load_config(tmp_path / "nope.yaml")
     bad = tmp_path / "bad.yaml"
-    bad.write_text("train: [1, 2\n")
+    bad.write_text("train: [1, 2\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
     listy = tmp_path / "list.yaml"
-    listy.write_text("- 1\n- 2\n")
+    listy.write_text("- 1\n- 2\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="top level must be a mapping"):
         load_config(listy)

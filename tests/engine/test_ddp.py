@@ -42,13 +42,17 @@ try:
     result = train(cfg, run_dir=sys.argv[1], dist=dist, progress=False)
 finally:
     cleanup(dist)
-print("rank", dist.rank, "of", dist.world_size, "step", result.step)
+# one file per rank: two processes printing to one pipe interleave their characters
+from pathlib import Path
+Path(sys.argv[1], f"done-rank{dist.rank}.txt").write_text(
+    f"rank {dist.rank} of {dist.world_size} step {result.step}", encoding="utf-8"
+)
 """
 
 
 def _run(tmp_path: Path, run_dir: Path, nproc: int) -> str:
     script = tmp_path / "ddp_train.py"
-    script.write_text(_SCRIPT)
+    script.write_text(_SCRIPT, encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     if nproc == 1:
         cmd = [sys.executable, str(script), str(run_dir)]
@@ -60,7 +64,7 @@ def _run(tmp_path: Path, run_dir: Path, nproc: int) -> str:
         ]
     out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
     assert out.returncode == 0, out.stdout + out.stderr
-    return out.stdout
+    return " | ".join(f.read_text(encoding="utf-8") for f in sorted(run_dir.glob("done-rank*.txt")))
 
 
 def test_two_gloo_processes_match_one_process(tmp_path):
@@ -83,12 +87,14 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     assert moved > 0
 
     # rank 0 alone logs and saves: one metrics line per step, one checkpoint
-    lines = [json.loads(x) for x in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    lines = [
+        json.loads(x) for x in (tmp_path / "ddp" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
     assert [r["step"] for r in lines if "loss" in r] == [1, 2, 3]
     assert [s for s, _ in ckpt.list_checkpoints(tmp_path / "ddp" / "checkpoints")] == [3]
     single_losses = [
         json.loads(x)["loss"]
-        for x in (tmp_path / "single" / "metrics.jsonl").read_text().splitlines()
+        for x in (tmp_path / "single" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
         if '"loss"' in x
     ]
     ddp_losses = [r["loss"] for r in lines if "loss" in r]

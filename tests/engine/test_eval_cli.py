@@ -32,7 +32,7 @@ def folders(tmp_path_factory):
     for i in range(N):
         write_nifti(generate_phantom(i, size=32), real / f"real_{i:02d}.nii.gz")
         write_npy(generate_phantom(200 + i, size=32), fake / f"sample_{i:05d}.npy")
-    (fake / "sample_00000.json").write_text('{"seed": 0}')  # sample sidecars are skipped
+    (fake / "sample_00000.json").write_text('{"seed": 0}', encoding="utf-8")  # sample sidecars are skipped
     return root
 
 
@@ -50,7 +50,7 @@ def test_eval_end_to_end_report_then_cached_second_run(folders, capsys, monkeypa
     assert "3D FID" in out and "MMD" in out and "HU histogram" in out and "lung_fraction" in out
     assert "not comparable with published numbers" in out
 
-    data = json.loads(report.read_text())
+    data = json.loads(report.read_text(encoding="utf-8"))
     assert data["real"]["count"] == N and data["fake"]["count"] == N
     assert data["real"]["shape"] == [32, 32, 32]
     assert data["comparable_with_published"] is False
@@ -77,7 +77,7 @@ def test_eval_end_to_end_report_then_cached_second_run(folders, capsys, monkeypa
     report2 = folders / "report2.json"
     code, out, err = _run(capsys, *args[:2], "--report", report2, *args[4:])
     assert code == 0, err
-    data2 = json.loads(report2.read_text())
+    data2 = json.loads(report2.read_text(encoding="utf-8"))
     assert set(data2["real"]["cache"].values()) == {"cached"} == set(data2["fake"]["cache"].values())
     for key in ("fid", "mmd", "msssim", "critic", "histogram"):
         assert data2["metrics"][key]["value"] == data["metrics"][key]["value"]
@@ -103,7 +103,7 @@ def test_mixed_sizes_are_named_or_resampled(folders, capsys, tmp_path):
         "--report", report, *FAST,
     )  # fmt: skip
     assert code == 0, err
-    data = json.loads(report.read_text())
+    data = json.loads(report.read_text(encoding="utf-8"))
     assert data["fake"]["count"] == N + 1 and data["fake"]["resampled_to"] == [32, 32, 32]
 
 
@@ -122,7 +122,9 @@ def test_unit_scale_folder_is_detected_and_can_be_declared(folders, capsys, tmp_
         "--report", report, *FAST,
     )  # fmt: skip
     assert code == 0, err
-    assert json.loads(report.read_text())["metrics"]["histogram"]["fake_mean_hu"] < -100  # back in HU
+    assert (
+        json.loads(report.read_text(encoding="utf-8"))["metrics"]["histogram"]["fake_mean_hu"] < -100
+    )  # back in HU
 
 
 def test_flat_water_volumes_are_accepted_when_declared_hu(folders, capsys, tmp_path):
@@ -182,7 +184,7 @@ def test_torchrun_shards_feature_extraction(folders, tmp_path):
     cmd += ["-m", "prdit", "eval", *common, "--report", str(sharded)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    a, b = json.loads(single.read_text()), json.loads(sharded.read_text())
+    a, b = json.loads(single.read_text(encoding="utf-8")), json.loads(sharded.read_text(encoding="utf-8"))
     assert b["settings"]["world_size"] == 2 and a["settings"]["world_size"] == 1
     # float32 convolutions round differently with other batch groupings / thread counts
     for key in ("fid", "mmd", "histogram"):

@@ -67,7 +67,7 @@ def test_report_carries_the_plot_data_and_it_reproduces_the_metrics(folders, cap
     )  # fmt: skip
     out, err = capsys.readouterr()
     assert code == 0, err
-    report = json.loads(report_path.read_text())
+    report = json.loads(report_path.read_text(encoding="utf-8"))
     hist, anat = report["metrics"]["histogram"], report["metrics"]["anatomy"]
 
     # Histogram: 1 HU bins from lo, every voxel counted, trimmed to the occupied HU range.

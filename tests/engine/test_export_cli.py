@@ -51,7 +51,8 @@ def write_sample(folder: Path, index: int, seed: int, sidecar: bool = True) -> V
                     "software_version": "0.1.0",
                     "created": "2026-01-01T00:00:00",
                 }
-            )
+            ),
+            encoding="utf-8",
         )
     return volume
 
@@ -136,7 +137,7 @@ def test_refuses_non_empty_output_unless_overwrite(tmp_path):
 def test_bad_inputs_name_the_problem(tmp_path):
     with pytest.raises(CliError, match="no such file"):
         run_cli(str(tmp_path / "missing.nii.gz"), str(tmp_path / "out"))
-    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "notes.txt").write_text("x", encoding="utf-8")
     with pytest.raises(CliError, match="not a volume file"):
         run_cli(str(tmp_path / "notes.txt"), str(tmp_path / "out"))
     empty = tmp_path / "empty"
@@ -144,7 +145,7 @@ def test_bad_inputs_name_the_problem(tmp_path):
     with pytest.raises(CliError, match="no volume files"):
         run_cli(str(empty), str(tmp_path / "out"))
     write_sample(tmp_path, 0, seed=1)
-    (tmp_path / "sample_00000.json").write_text("{not json")
+    (tmp_path / "sample_00000.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(CliError, match="sample_00000.json"):
         run_cli(str(tmp_path / "sample_00000.nii.gz"), str(tmp_path / "out"))
     with pytest.raises(CliError, match="--uid-root"):

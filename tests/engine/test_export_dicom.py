@@ -438,10 +438,10 @@ def test_refuses_non_empty_folder_and_overwrites_only_when_complete(tmp_path):
 def test_overwrite_never_replaces_a_foreign_folder(tmp_path):
     target = tmp_path / "notes"
     target.mkdir()
-    (target / "thesis.docx").write_text("precious")
+    (target / "thesis.docx").write_text("precious", encoding="utf-8")
     with pytest.raises(FileExistsError, match="not a DICOM file"):
         write_ct_series(make_volume(shape=(2, 4, 4)), target, overwrite=True)
-    assert (target / "thesis.docx").read_text() == "precious"
+    assert (target / "thesis.docx").read_text(encoding="utf-8") == "precious"
 
 
 def test_empty_existing_folder_is_used(tmp_path):

@@ -39,7 +39,7 @@ def run_dir(tmp_path_factory):
             run / "checkpoints", step, model_state=model.state_dict(), ema_state=ema,
             optimizer_state=None, meta=meta,
         )  # fmt: skip
-    (run / "config.yaml").write_text("name: tiny-test\n")
+    (run / "config.yaml").write_text("name: tiny-test\n", encoding="utf-8")
     ckpt.export_model(run, root / "tiny.safetensors")
     # int8 applies to matrices of >= 65536 weights: patch 10 gives 1000 x 192 token projections
     big = build_model("PRDiT-XS/10/0", input_size=SIZE)
@@ -151,6 +151,6 @@ def test_bad_checkpoints_are_clear_errors(run_dir, tmp_path, capsys):
     with pytest.raises(ckpt.CheckpointError, match="truncated"):
         read_safetensors_header(cut)
     junk = tmp_path / "notes.pt"
-    junk.write_text("not a checkpoint")
+    junk.write_text("not a checkpoint", encoding="utf-8")
     with pytest.raises(CliError, match="notes.pt"):
         _info(junk, capsys)

@@ -76,7 +76,7 @@ def test_several_series_are_listed_and_selectable():
 def test_single_2d_dicom_and_non_dicom_folder(tmp_path):
     with pytest.raises(VolumeReadError, match="single 2D DICOM image"):
         read_volume(pydicom_file("CT_small.dcm"))
-    (tmp_path / "notes.txt").write_text("not dicom")
+    (tmp_path / "notes.txt").write_text("not dicom", encoding="utf-8")
     with pytest.raises(VolumeReadError, match="no DICOM image files"):
         read_volume(tmp_path)
     one = tmp_path / "one"
@@ -216,7 +216,7 @@ def test_npz_rad_layout_keys_and_errors(tmp_path, hu_volume):
 
 def test_npy_with_and_without_sidecar(tmp_path, hu_volume):
     path = write_npy(hu_volume, tmp_path / "case.npy")
-    sidecar = json.loads((tmp_path / "case.json").read_text())
+    sidecar = json.loads((tmp_path / "case.json").read_text(encoding="utf-8"))
     assert sidecar["spacing"] == list(hu_volume.spacing)
     back = read_volume(path)
     assert back.same_geometry(hu_volume) and np.array_equal(back.array, hu_volume.array)
@@ -242,7 +242,7 @@ def test_mha_via_simpleitk_and_missing_file(tmp_path, hu_volume):
     assert read_volume(tmp_path / "x.mha").same_geometry(hu_volume)
     with pytest.raises(VolumeReadError, match="no such file"):
         read_volume(tmp_path / "nope.nii.gz")
-    (tmp_path / "junk.nrrd").write_text("NRRD0004\nnonsense")
+    (tmp_path / "junk.nrrd").write_text("NRRD0004\nnonsense", encoding="utf-8")
     with pytest.raises(VolumeReadError, match="junk.nrrd"):
         read_volume(tmp_path / "junk.nrrd")
     with pytest.raises(ValueError, match="unknown volume format"):

@@ -29,7 +29,7 @@ def _reference_layouts() -> dict[str, dict[str, tuple[int, ...]]]:
     """Parse ``# PRDiT-XS/12/0, input 32^3 ...`` headers followed by ``name AxB`` lines."""
     layouts: dict[str, dict[str, tuple[int, ...]]] = {}
     current = None
-    for line in REFERENCE.read_text().splitlines():
+    for line in REFERENCE.read_text(encoding="utf-8").splitlines():
         line = line.strip()
         if not line:
             continue

@@ -195,7 +195,7 @@ def test_phantom_and_info_cli(tmp_path, capsys):
         ]
     )
     assert phantom.run(args) == 0
-    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    manifest = json.loads((tmp_path / "manifest.json").read_text(encoding="utf-8"))
     assert [c["seed"] for c in manifest["cases"]] == [5, 6]
     case = manifest["cases"][0]
     assert case["file"] == "phantom_00005.nii.gz" and set(case["anatomy"]) == set(ANATOMY_KEYS)

@@ -52,7 +52,7 @@ def test_lidc_recipe_on_lidc_like_series(lidc_like, tmp_path):
     out = tmp_path / "ds"
     summary = run_preprocess(root, out, Settings(recipe="lidc", size=32), progress=False)
     assert summary.ok and summary.done == ["LIDC-IDRI-0001__study__series"]
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     case = manifest["cases"][0]
     assert case["original_spacing"] == pytest.approx([0.7, 0.7, 2.5], abs=1e-4)
     assert case["original_shape"] == [64, 229, 229]
@@ -80,8 +80,8 @@ def test_lidc_recipe_on_lidc_like_series(lidc_like, tmp_path):
     assert np.median(np.abs(ref - got)) < 60.0
     # geometry: the output is centred where the scan was
     assert np.allclose(out_vol.center_lps(), phantom.center_lps(), atol=2.0)
-    assert (out / "train.txt").read_text() == "LIDC-IDRI-0001__study__series\n"
-    assert (out / "val.txt").read_text() == ""
+    assert (out / "train.txt").read_text(encoding="utf-8") == "LIDC-IDRI-0001__study__series\n"
+    assert (out / "val.txt").read_text(encoding="utf-8") == ""
 
 
 def manifest_window_to_hu(arr, manifest):
@@ -109,7 +109,7 @@ def test_rad_recipe_resume_and_bad_case(tmp_path):
     assert sorted(first.done) == [f"trn{i:05d}" for i in range(4)]
     assert len(first.failed) == 1 and "trn_broken" in first.failed[0]["source"]
     assert "not a readable .npz" in first.failed[0]["error"] and not first.ok
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["num_cases"] == 4 and manifest["failed"][0]["case_id"] == "trn_broken"
     case = manifest["cases"][0]
     assert case["hu_clip"] == [-1000.0, 1000.0] and case["shape"] == [8, 8, 8]
@@ -119,15 +119,15 @@ def test_rad_recipe_resume_and_bad_case(tmp_path):
     src_arr = read_volume(src / "trn00000.npz").array.astype(np.float32)
     expected = downsample(center_crop_pad(np.clip(src_arr, -1000, 1000), 32)[0].clip(-1000, 1000), 8) / 1000.0
     assert np.allclose(arr, expected, atol=2e-3)
-    train = (out / "train.txt").read_text().split()
-    val = (out / "val.txt").read_text().split()
+    train = (out / "train.txt").read_text(encoding="utf-8").split()
+    val = (out / "val.txt").read_text(encoding="utf-8").split()
     assert len(val) == 1 and len(train) == 3 and not set(train) & set(val)
     # resume: nothing is redone, the failure is reported again
     mtime = (out / case["file"]).stat().st_mtime_ns
     again = run_preprocess(src, out, settings, progress=False, val_count=1)
     assert again.done == [] and len(again.skipped) == 4 and len(again.failed) == 1
     assert (out / case["file"]).stat().st_mtime_ns == mtime
-    assert (out / "val.txt").read_text().split() == val  # the split is stable
+    assert (out / "val.txt").read_text(encoding="utf-8").split() == val  # the split is stable
     with pytest.raises(ValueError, match="other settings"):
         run_preprocess(src, out, Settings(recipe="rad", size=16, crop=32), progress=False)
 
@@ -160,7 +160,7 @@ def test_cli_exit_status_workers_and_minmax(tmp_path, capsys):
     assert cli.run(args) == 1
     err = capsys.readouterr().err
     assert "3 case(s) written" in err and "FAILED zz_bad" in err and "not HU-recoverable" in err
-    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["hu_recoverable"] is False and manifest["hu_window"]["mode"] == "minmax"
     for case in manifest["cases"]:
         arr = np.load(tmp_path / "o" / case["file"])

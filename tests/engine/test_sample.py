@@ -80,7 +80,7 @@ def test_cli_writes_nifti_with_true_spacing_and_sidecars(run_dir, tmp_path):
         assert np.allclose(img.header.get_zooms(), SPACING)
         data = np.asarray(img.dataobj)
         assert data.min() >= -1000 - 1e-3 and data.max() <= 1000 + 1e-3 and data.std() > 1.0
-        side = json.loads((out / f"sample_{i:05d}.json").read_text())
+        side = json.loads((out / f"sample_{i:05d}.json").read_text(encoding="utf-8"))
         assert set(SIDECAR_KEYS) <= set(side)
         assert (side["seed"], side["sampler"], side["steps"], side["k"]) == (7 + i, "hot", 4, 2)
         assert side["model_name"] == NAME and side["input_size"] == SIZE and side["training_step"] == 12
@@ -155,7 +155,7 @@ def test_cold_sampler_and_raw_weights(run_dir, tmp_path):
         )
         == 0
     )
-    side = json.loads((tmp_path / "sample_00000.json").read_text())
+    side = json.loads((tmp_path / "sample_00000.json").read_text(encoding="utf-8"))
     assert (side["sampler"], side["k"], side["weights"]) == ("cold", 1, "model")
     assert not (tmp_path / "sample_00000.png").exists()
 

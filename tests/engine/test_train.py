@@ -62,7 +62,10 @@ def test_loss_falls_on_a_fixed_phantom_batch(tmp_path):
     after = fixed_loss()
     assert result.step == 30 and result.stopped_by is None
     assert after < 0.6 * before, (before, after)
-    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    logged = [
+        json.loads(line)
+        for line in (tmp_path / "run" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
     losses = [r["loss"] for r in logged if "loss" in r]
     assert losses[-1] < losses[0]
     assert {"steps_per_s", "eta_s", "grad_norm", "lr", "loss_x0", "loss_noise"} <= set(logged[1])
@@ -250,7 +253,10 @@ def test_sigterm_saves_a_loadable_checkpoint(tmp_path):
     metrics = run_dir / "metrics.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        if metrics.exists() and sum('"loss"' in ln for ln in metrics.read_text().splitlines()) >= 3:
+        if (
+            metrics.exists()
+            and sum('"loss"' in ln for ln in metrics.read_text(encoding="utf-8").splitlines()) >= 3
+        ):
             break
         time.sleep(0.2)
     assert proc.poll() is None, proc.communicate()[0]
@@ -262,5 +268,5 @@ def test_sigterm_saves_a_loadable_checkpoint(tmp_path):
     assert 3 <= state.step < 100000
     model, info = ckpt.load_for_inference(run_dir)
     assert info.step == state.step and info.model_name == "PRDiT-XS/4/0"
-    last = json.loads(metrics.read_text().splitlines()[-1])
+    last = json.loads(metrics.read_text(encoding="utf-8").splitlines()[-1])
     assert last["event"] == "stopped" and last["reason"] == "SIGTERM"

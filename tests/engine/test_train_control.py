@@ -49,17 +49,17 @@ def test_a_new_run_refuses_a_folder_that_holds_a_run(tmp_path):
     run_dir = tmp_path / "run"
     assert existing_run(run_dir) is None  # no folder yet
     run_dir.mkdir()
-    (run_dir / "notes.txt").write_text("mine")
+    (run_dir / "notes.txt").write_text("mine", encoding="utf-8")
     assert existing_run(run_dir) is None  # other files do not make a run
     first = train(tiny_cfg(train={"max_steps": 2}), run_dir=run_dir, progress=False)
     assert first.step == 2 and first.steps_run == 2
-    lines_before = (run_dir / "metrics.jsonl").read_text()
+    lines_before = (run_dir / "metrics.jsonl").read_text(encoding="utf-8")
 
     with pytest.raises(TrainingSetupError) as err:
         train(tiny_cfg(train={"max_steps": 4}), run_dir=run_dir, progress=False)
     msg = str(err.value)
     assert str(run_dir) in msg and "checkpoint at step 2" in msg and "--resume" in msg and "--out" in msg
-    assert (run_dir / "metrics.jsonl").read_text() == lines_before  # nothing appended
+    assert (run_dir / "metrics.jsonl").read_text(encoding="utf-8") == lines_before  # nothing appended
     assert [s for s, _ in ckpt.list_checkpoints(run_dir / "checkpoints")] == [2]
 
     # --resume continues the same run
@@ -69,7 +69,7 @@ def test_a_new_run_refuses_a_folder_that_holds_a_run(tmp_path):
     # a run killed before its first checkpoint still logged: refused too, with advice that fits
     other = tmp_path / "killed"
     other.mkdir()
-    (other / "metrics.jsonl").write_text(json.dumps({"event": "start", "step": 0}) + "\n")
+    (other / "metrics.jsonl").write_text(json.dumps({"event": "start", "step": 0}) + "\n", encoding="utf-8")
     with pytest.raises(TrainingSetupError, match="saved no checkpoint"):
         train(tiny_cfg(), run_dir=other, progress=False)
 
@@ -150,7 +150,10 @@ def test_stop_file_saves_a_checkpoint_and_exits_0(tmp_path):
     metrics = run_dir / "metrics.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        if metrics.exists() and sum('"loss"' in ln for ln in metrics.read_text().splitlines()) >= 2:
+        if (
+            metrics.exists()
+            and sum('"loss"' in ln for ln in metrics.read_text(encoding="utf-8").splitlines()) >= 2
+        ):
             break
         time.sleep(0.1)
     assert proc.poll() is None, proc.communicate()[0]
@@ -161,7 +164,7 @@ def test_stop_file_saves_a_checkpoint_and_exits_0(tmp_path):
     assert not (run_dir / "STOP").exists(), "the run removes the STOP file"
     state = ckpt.load_training_state(run_dir)
     assert 2 <= state.step < 100000
-    last = json.loads(metrics.read_text().splitlines()[-1])
+    last = json.loads(metrics.read_text(encoding="utf-8").splitlines()[-1])
     assert (last["event"], last["reason"], last["step"]) == ("stopped", "STOP file", state.step)
 
 
@@ -239,7 +242,8 @@ def minmax_datasets(tmp_path_factory):
 
 def test_stage3_accepts_a_minmax_base_trained_at_another_size(tmp_path, minmax_datasets):
     windows = {
-        s: json.loads((d / "manifest.json").read_text())["hu_window"] for s, d in minmax_datasets.items()
+        s: json.loads((d / "manifest.json").read_text(encoding="utf-8"))["hu_window"]
+        for s, d in minmax_datasets.items()
     }
     assert windows[16]["mode"] == windows[32]["mode"] == "minmax"
     assert windows[16]["high"] != windows[32]["high"]  # the nominal windows differ, as on real data
@@ -262,7 +266,7 @@ def test_stage3_accepts_a_minmax_base_trained_at_another_size(tmp_path, minmax_d
     assert result.step == 1
     notes = [e["message"] for e in logs if e.get("event") == "log" and "min-max" in e.get("message", "")]
     assert notes, "the differing nominal windows are reported"
-    meta = json.loads((result.last_checkpoint / "meta.json").read_text())
+    meta = json.loads((result.last_checkpoint / "meta.json").read_text(encoding="utf-8"))
     assert meta["hu_window"] == HUWindow.from_dict(windows[32]).to_dict()  # this run's own data window
 
     # a fixed-window dataset is a different normalisation: refused, naming the fix
@@ -304,7 +308,7 @@ def test_stop_file_stops_every_ddp_rank_together(tmp_path):
     from tests.helpers.torchrun import torchrun_cmd
 
     script = tmp_path / "ddp_stop.py"
-    script.write_text(_DDP_SCRIPT)
+    script.write_text(_DDP_SCRIPT, encoding="utf-8")
     run_dir = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
@@ -314,7 +318,10 @@ def test_stop_file_stops_every_ddp_rank_together(tmp_path):
     metrics = run_dir / "metrics.jsonl"
     deadline = time.time() + 180
     while time.time() < deadline and proc.poll() is None:
-        if metrics.exists() and sum('"loss"' in ln for ln in metrics.read_text().splitlines()) >= 2:
+        if (
+            metrics.exists()
+            and sum('"loss"' in ln for ln in metrics.read_text(encoding="utf-8").splitlines()) >= 2
+        ):
             break
         time.sleep(0.1)
     assert proc.poll() is None, proc.communicate()[0]
