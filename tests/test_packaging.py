@@ -53,7 +53,7 @@ def _pyproject() -> dict:
 
 
 def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, **kw)
+    return subprocess.run(cmd, capture_output=True, text=True, encoding="utf-8", timeout=60, **kw)
 
 
 # --------------------------------------------------------------------------- desktop entry

@@ -299,7 +299,11 @@ try:
     result = train(cfg, run_dir=sys.argv[1], dist=dist, progress=False)
 finally:
     cleanup(dist)
-print("rank", dist.rank, "stopped by", result.stopped_by, "at step", result.step, flush=True)
+# one file per rank: two processes printing to one pipe interleave their characters
+from pathlib import Path
+Path(sys.argv[1], f"done-rank{dist.rank}.txt").write_text(
+    f"rank {dist.rank} stopped by {result.stopped_by} at step {result.step}", encoding="utf-8"
+)
 """
 
 
@@ -330,6 +334,7 @@ def test_stop_file_stops_every_ddp_rank_together(tmp_path):
     assert proc.returncode == 0, out
     state = ckpt.load_training_state(run_dir)
     assert state.meta["world_size"] == 2 and len(state.rng) == 2 and 2 <= state.step < 100000
-    assert f"rank 0 stopped by STOP file at step {state.step}" in out
-    assert f"rank 1 stopped by stop (another rank) at step {state.step}" in out
+    done = [(run_dir / f"done-rank{r}.txt").read_text(encoding="utf-8") for r in (0, 1)]
+    assert done[0] == f"rank 0 stopped by STOP file at step {state.step}", out
+    assert done[1] == f"rank 1 stopped by stop (another rank) at step {state.step}", out
     assert not (run_dir / "STOP").exists()

@@ -3,6 +3,7 @@ DICOM series writer (SimpleITK) so tests do not depend on the project's own expo
 
 from __future__ import annotations
 
+import locale
 import os
 from pathlib import Path
 
@@ -76,6 +77,10 @@ def write_sitk_dicom_series(volume, folder: Path, series_uid: str | None = None,
             sl.SetMetaData(key, value)
         path = folder / f"img_{order[k]:04d}.dcm"
         writer.SetFileName(str(path))
-        writer.Execute(sl)
+        saved_locale = locale.setlocale(locale.LC_ALL)
+        try:
+            writer.Execute(sl)
+        finally:  # GDCM's DICOM writer switches the process to the C locale (ASCII) and leaves it
+            locale.setlocale(locale.LC_ALL, saved_locale)
         paths.append(path)
     return paths
