@@ -20,34 +20,13 @@ import torch
 
 from prdit import checkpoint as ckpt
 from tests.helpers.torchrun import torchrun_cmd
+from tests.helpers.training import ddp_train_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
-_SCRIPT = """
-import sys, torch
-torch.set_num_threads(1)
-from prdit.config import config_from_dict
-from prdit.distributed import env_world_size, init_distributed, cleanup
-from prdit.train import train
-data = {
-    "name": "ddp", "model": {"name": "PRDiT-XS/4/0", "input_size": 16},
-    "data": {"phantom_count": 4, "phantom_val_count": 1},
-    "train": {"seed": 5, "max_steps": 3, "batch_size": 4, "lr": 2e-3, "ema_decay": 0.5, "device": "cpu"},
-    "log": {"every": 1, "val_every": 0, "preview_every": 0, "progress": False, "tensorboard": False},
-    "checkpoint": {"every": 0},
-}
-cfg = config_from_dict(data, world_size=env_world_size())
-dist = init_distributed("cpu")
-try:
-    result = train(cfg, run_dir=sys.argv[1], dist=dist, progress=False)
-finally:
-    cleanup(dist)
-# one file per rank: two processes printing to one pipe interleave their characters
-from pathlib import Path
-Path(sys.argv[1], f"done-rank{dist.rank}.txt").write_text(
-    f"rank {dist.rank} of {dist.world_size} step {result.step}", encoding="utf-8"
+_SCRIPT = ddp_train_script(
+    {"max_steps": 3, "ema_decay": 0.5}, "rank {dist.rank} of {dist.world_size} step {result.step}"
 )
-"""
 
 
 def _run(tmp_path: Path, run_dir: Path, nproc: int) -> str:

@@ -14,31 +14,12 @@ import pytest
 import torch
 
 from prdit import checkpoint as ckpt
-from prdit.config import config_from_dict
 from prdit.data.normalize import HUWindow
 from prdit.models import build_model
 from prdit.train import Trainer, TrainingDiverged, per_sample_noise, train
+from tests.helpers.training import tiny_cfg
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def tiny_cfg(**sections):
-    """PRDiT-XS/4/0 at 16^3 on a handful of phantoms: ~10 ms of compute per step."""
-    data = {
-        "stage": 1,
-        "name": "tiny",
-        "model": {"name": "PRDiT-XS/4/0", "input_size": 16},
-        "data": {"source": "phantom", "phantom_count": 4, "phantom_val_count": 1},
-        "train": {"seed": 3, "max_steps": 20, "batch_size": 2, "lr": 2e-3, "ema_decay": 0.9, "device": "cpu"},
-        "log": {"every": 5, "val_every": 0, "preview_every": 0, "progress": False, "tensorboard": False},
-        "checkpoint": {"every": 0, "keep_last": 0},
-    }
-    for key, value in sections.items():
-        if isinstance(value, dict):
-            data.setdefault(key, {}).update(value)
-        else:
-            data[key] = value
-    return config_from_dict(data)
 
 
 def _states(run_dir: Path):

@@ -17,31 +17,18 @@ import torch
 
 from prdit import checkpoint as ckpt
 from prdit import stopping
-from prdit.config import config_from_dict
 from prdit.data.normalize import HUWindow
 from prdit.train import Trainer, TrainingSetupError, check_normalisation, existing_run, train
+from tests.helpers.training import ddp_train_script, wait_for_losses
+from tests.helpers.training import tiny_cfg as _tiny_cfg
 
 ROOT = Path(__file__).resolve().parents[2]
 torch.set_num_threads(2)
 
 
 def tiny_cfg(**sections):
-    """PRDiT-XS/4/0 at 16^3 on a handful of phantoms (as in test_train.py)."""
-    data = {
-        "stage": 1,
-        "name": "tiny",
-        "model": {"name": "PRDiT-XS/4/0", "input_size": 16},
-        "data": {"source": "phantom", "phantom_count": 4, "phantom_val_count": 1},
-        "train": {"seed": 3, "max_steps": 3, "batch_size": 2, "lr": 2e-3, "ema_decay": 0.9, "device": "cpu"},
-        "log": {"every": 1, "val_every": 0, "preview_every": 0, "progress": False, "tensorboard": False},
-        "checkpoint": {"every": 0, "keep_last": 0},
-    }
-    for key, value in sections.items():
-        if isinstance(value, dict):
-            data.setdefault(key, {}).update(value)
-        else:
-            data[key] = value
-    return config_from_dict(data)
+    """The shared tiny run, 3 steps, a metrics line every step."""
+    return _tiny_cfg({"train": {"max_steps": 3}, "log": {"every": 1}}, **sections)
 
 
 # ------------------------------------------------------------------------------------ one run per folder
@@ -147,15 +134,7 @@ def _start_cli(tmp_path: Path, run_dir: Path) -> subprocess.Popen:
 def test_stop_file_saves_a_checkpoint_and_exits_0(tmp_path):
     run_dir = tmp_path / "run"
     proc = _start_cli(tmp_path, run_dir)
-    metrics = run_dir / "metrics.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if (
-            metrics.exists()
-            and sum('"loss"' in ln for ln in metrics.read_text(encoding="utf-8").splitlines()) >= 2
-        ):
-            break
-        time.sleep(0.1)
+    wait_for_losses(proc, run_dir, 2, timeout=120)
     assert proc.poll() is None, proc.communicate()[0]
     stopping.request_stop(run_dir)
     out, _ = proc.communicate(timeout=120)
@@ -164,7 +143,7 @@ def test_stop_file_saves_a_checkpoint_and_exits_0(tmp_path):
     assert not (run_dir / "STOP").exists(), "the run removes the STOP file"
     state = ckpt.load_training_state(run_dir)
     assert 2 <= state.step < 100000
-    last = json.loads(metrics.read_text(encoding="utf-8").splitlines()[-1])
+    last = json.loads((run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()[-1])
     assert (last["event"], last["reason"], last["step"]) == ("stopped", "STOP file", state.step)
 
 
@@ -280,31 +259,9 @@ def test_stage3_accepts_a_minmax_base_trained_at_another_size(tmp_path, minmax_d
         train(cfg_window, run_dir=tmp_path / "hr-window", progress=False)
 
 
-_DDP_SCRIPT = """
-import sys, torch
-torch.set_num_threads(1)
-from prdit.config import config_from_dict
-from prdit.distributed import env_world_size, init_distributed, cleanup
-from prdit.train import train
-data = {
-    "name": "ddp", "model": {"name": "PRDiT-XS/4/0", "input_size": 16},
-    "data": {"phantom_count": 4, "phantom_val_count": 1},
-    "train": {"seed": 5, "max_steps": 100000, "batch_size": 4, "lr": 2e-3, "device": "cpu"},
-    "log": {"every": 1, "val_every": 0, "preview_every": 0, "progress": False, "tensorboard": False},
-    "checkpoint": {"every": 0},
-}
-cfg = config_from_dict(data, world_size=env_world_size())
-dist = init_distributed("cpu")
-try:
-    result = train(cfg, run_dir=sys.argv[1], dist=dist, progress=False)
-finally:
-    cleanup(dist)
-# one file per rank: two processes printing to one pipe interleave their characters
-from pathlib import Path
-Path(sys.argv[1], f"done-rank{dist.rank}.txt").write_text(
-    f"rank {dist.rank} stopped by {result.stopped_by} at step {result.step}", encoding="utf-8"
+_DDP_SCRIPT = ddp_train_script(
+    {"max_steps": 100000}, "rank {dist.rank} stopped by {result.stopped_by} at step {result.step}"
 )
-"""
 
 
 def test_stop_file_stops_every_ddp_rank_together(tmp_path):
@@ -319,15 +276,7 @@ def test_stop_file_stops_every_ddp_rank_together(tmp_path):
         [*torchrun_cmd(2), str(script), str(run_dir)],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    metrics = run_dir / "metrics.jsonl"
-    deadline = time.time() + 180
-    while time.time() < deadline and proc.poll() is None:
-        if (
-            metrics.exists()
-            and sum('"loss"' in ln for ln in metrics.read_text(encoding="utf-8").splitlines()) >= 2
-        ):
-            break
-        time.sleep(0.1)
+    wait_for_losses(proc, run_dir, 2, timeout=180)
     assert proc.poll() is None, proc.communicate()[0]
     stopping.request_stop(run_dir)
     out, _ = proc.communicate(timeout=180)
