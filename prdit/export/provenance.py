@@ -126,21 +126,15 @@ class Provenance:
 
         Only known fields are listed; the order is fixed so the text is easy to parse back.
         """
-        parts = []
-        if self.model_name is not None:
-            parts.append(f"model={self.model_name}")
-        if self.checkpoint is not None:
-            parts.append(f"checkpoint={self.checkpoint}")
-        if self.checkpoint_sha256 is not None:
-            parts.append(f"checkpoint_sha256={self.checkpoint_sha256}")
-        if self.seed is not None:
-            parts.append(f"seed={self.seed}")
-        if self.sampler is not None:
-            parts.append(f"sampler={self.sampler}")
-        if self.steps is not None:
-            parts.append(f"steps={self.steps}")
-        if self.k is not None:
-            parts.append(f"k={self.k}")
-        if self.software_version is not None:
-            parts.append(f"software=prdit {self.software_version}")
+        fields = (
+            ("model", self.model_name),
+            ("checkpoint", self.checkpoint),
+            ("checkpoint_sha256", self.checkpoint_sha256),
+            ("seed", self.seed),
+            ("sampler", self.sampler),
+            ("steps", self.steps),
+            ("k", self.k),
+            ("software", None if self.software_version is None else f"prdit {self.software_version}"),
+        )
+        parts = [f"{name}={value}" for name, value in fields if value is not None]
         return "; ".join(parts) if parts else "provenance unknown"
