@@ -33,6 +33,7 @@ from prdit.checkpoint import (
     sha256_file,
 )
 from prdit.data.normalize import HUWindow
+from prdit.sampler_defaults import SamplerDefaults
 
 MAX_HEADER_BYTES = 100 << 20  # the safetensors format's own limit
 #: safetensors dtype codes -> the torch names a .pt shows, so both forms print alike
@@ -286,6 +287,11 @@ def format_summary(s: CheckpointSummary) -> list[str]:
         add("quantisation", f"{q.get('scheme', '?')} on {n} tensors (dequantised to float32 on load)")
     else:
         add("quantisation", "none")
+    try:
+        sampling = SamplerDefaults.from_meta(s.meta, source=str(s.source)).describe()
+    except ValueError as exc:
+        sampling = f"unreadable recommendation ({exc})"
+    add("sampling", sampling)
     add("file size", f"{_mib(s.file_size)} ({s.file_size:,} bytes)")
     add("sha256", s.sha256)
     if s.meta.get("source_sha256"):

@@ -44,10 +44,16 @@ def add_generate_arguments(parser: argparse.ArgumentParser | argparse._ArgumentG
     """
     parser.add_argument(GENERATE_FLAG, action="store_true", help="start a generation once the window is up")
     parser.add_argument("--checkpoint", metavar="PATH", help="model to sample (default: the bundled model)")
-    parser.add_argument("--steps", type=int, default=20, help="sampling steps (default 20)")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="sampling steps (default: the model's, else 50)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the first sample (default 0)")
-    parser.add_argument("--sampler", choices=("hot", "cold"), default="hot", help="sampler (default hot)")
-    parser.add_argument("--k", type=int, default=2, help="hot-sampler multiplier (default 2)")
+    parser.add_argument(
+        "--sampler", choices=("hot", "cold"), default=None, help="sampler (default: the model's, else hot)"
+    )
+    parser.add_argument(
+        "--k", type=int, default=None, help="hot-sampler multiplier (default: the model's, else 2)"
+    )
     parser.add_argument("--samples", type=int, default=1, help="number of samples (default 1)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     parser.add_argument(
@@ -91,9 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # before any Qt: -h / --version print and exit, a bad viewer option fails as usage (status 2)
     studio_main.build_parser().parse_args(viewer_argv)
-    if args.steps < 1:
-        print(f"prdit-studio: error: --steps must be at least 1, got {args.steps}", file=sys.stderr)
-        return 2
+    for flag, value in (("--steps", args.steps), ("--k", args.k)):
+        if value is not None and value < 1:
+            print(f"prdit-studio: error: {flag} must be at least 1, got {value}", file=sys.stderr)
+            return 2
     if args.checkpoint and not Path(args.checkpoint).exists():
         print(f"prdit-studio: error: --checkpoint {args.checkpoint}: no such file or folder", file=sys.stderr)
         return 2
@@ -146,10 +153,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             fail("no model: resources/models holds no bundled default model; pass --checkpoint PATH")
             finish()
             return
-        panel.steps_spin.setValue(args.steps)
+        # sampler settings the user leaves out stay what the panel took from the model's metadata
+        if args.steps is not None:
+            panel.steps_spin.setValue(args.steps)
         panel.seed_spin.setValue(args.seed)
-        panel.sampler_combo.setCurrentIndex(0 if args.sampler == "hot" else 1)
-        panel.k_spin.setValue(args.k)
+        if args.sampler is not None:
+            panel.sampler_combo.setCurrentIndex(panel.sampler_combo.findData(args.sampler))
+        if args.k is not None:
+            panel.k_spin.setValue(args.k)
         panel.samples_spin.setValue(args.samples)
         index = panel.device_combo.findData(args.device.lower())
         if index < 0:

@@ -37,6 +37,8 @@ import torch
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from prdit.data.normalize import HUWindow
+from prdit.sampler_defaults import META_KEY as SAMPLING_META_KEY
+from prdit.sampler_defaults import SamplerDefaults
 from prdit.volume import Volume
 
 # --------------------------------------------------------------------------- threads
@@ -156,6 +158,8 @@ class ModelInfo:
     stage: int = 1
     #: the training config's ``diffusion`` section (num_timesteps, noise_scale), as ``prdit sample`` uses
     diffusion: dict[str, Any] = field(default_factory=dict)
+    #: the sampler settings the file recommends (the paper's hot, k = 2 when it records none)
+    sampler_defaults: SamplerDefaults = field(default_factory=SamplerDefaults)
 
     @property
     def size_label(self) -> str:
@@ -202,6 +206,11 @@ class ModelInfo:
         extra = get("extra") or {}
         config = extra.get("config") or get("config") or {}
         diffusion = config.get("diffusion") if isinstance(config, dict) else None
+        entry = extra.get(SAMPLING_META_KEY) if SAMPLING_META_KEY in extra else get(SAMPLING_META_KEY)
+        try:
+            sampler_defaults = SamplerDefaults.from_meta({SAMPLING_META_KEY: entry}, source=path or "model")
+        except ValueError:  # a malformed recommendation: load_for_inference reports it on Start
+            sampler_defaults = SamplerDefaults()
         return cls(
             model_name=str(name),
             input_size=int(size),
@@ -212,6 +221,7 @@ class ModelInfo:
             path=path or str(get("path") or get("source") or ""),
             stage=int(get("stage") or 1),
             diffusion=dict(diffusion or {}),
+            sampler_defaults=sampler_defaults,
         )
 
 

@@ -18,6 +18,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--dtype", choices=["float32", "float16", "bfloat16"], default="float16", help="storage type"
     )
     parser.add_argument("--quantize", choices=["none", "int8"], default="none", help="int8 large matrices")
+    parser.add_argument(
+        "--recommend-k",
+        type=int,
+        metavar="K",
+        help="record the hot-sampler multiplier this model was tuned for (benchmarks/tune_sampler.py); "
+        "prdit sample and the studio then default to it",
+    )
+    parser.add_argument(
+        "--recommend-steps", type=int, metavar="N", help="record the sampling step count it was tuned for"
+    )
+    parser.add_argument("--recommend-note", metavar="TEXT", help="how the recommendation was measured")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,15 +37,32 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from prdit.checkpoint import export_model, load_for_inference
+    from prdit.cli import CliError
+    from prdit.sampler_defaults import PAPER_K, SamplerDefaults
 
+    sampling = None
+    if args.recommend_k is not None or args.recommend_steps is not None:
+        try:
+            sampling = SamplerDefaults(
+                k=PAPER_K if args.recommend_k is None else args.recommend_k, steps=args.recommend_steps
+            )
+        except ValueError as exc:
+            flag = "--recommend-k" if "k must" in str(exc) else "--recommend-steps"
+            raise CliError(f"{flag}: {exc}") from None
+    elif args.recommend_note:
+        raise CliError("--recommend-note needs --recommend-k or --recommend-steps")
     out = export_model(
         args.checkpoint,
         args.out,
         use_ema=args.weights == "ema",
         dtype=getattr(torch, args.dtype),
         quantize=None if args.quantize == "none" else args.quantize,
+        sampling=sampling,
+        sampling_note=args.recommend_note,
     )
     _, info = load_for_inference(out)  # proves the file loads before we report success
     size_mb = Path(out).stat().st_size / 1e6
     print(f"wrote {out} ({size_mb:.1f} MB): {info.display_name} sha256 {info.sha256[:16]}…")
+    if sampling is not None:
+        print(f"  sampling: {info.sampler_defaults.describe()}")
     return 0

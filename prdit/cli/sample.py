@@ -14,12 +14,24 @@ import argparse
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="run folder, step folder, exported .safetensors or reference .pt")
     parser.add_argument("--count", type=int, default=1, help="number of volumes (default 1)")
-    parser.add_argument("--steps", type=int, default=250, help="sampler steps (default 250)")
     parser.add_argument(
-        "--sampler", choices=("hot", "cold"), default="hot", help="default hot (paper's best)"
+        "--steps",
+        type=int,
+        default=None,
+        help="sampler steps (default: what the model file recommends, else 250)",
     )
     parser.add_argument(
-        "--k", type=int, default=2, help="hot sampler multiplier (default 2, the paper's best)"
+        "--sampler",
+        choices=("hot", "cold"),
+        default=None,
+        help="default: what the model file recommends, else hot (the paper's best)",
+    )
+    parser.add_argument(
+        "--k",
+        type=int,
+        default=None,
+        help="hot sampler multiplier (default: what the model file recommends, else 2, the paper's best; "
+        "prdit info shows it)",
     )
     parser.add_argument("--seed", type=int, default=0, help="sample i uses seed SEED+i (default 0)")
     parser.add_argument("--start-index", type=int, default=0, help="first sample index (default 0)")
@@ -58,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from prdit.cli import CliError
 
     for name in ("count", "steps", "k", "batch_size"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise CliError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.start_index < 0:
         raise CliError(f"--start-index must be >= 0, got {args.start_index}")
@@ -70,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     from prdit.checkpoint import CheckpointError, load_for_inference
     from prdit.data.normalize import HUWindow
     from prdit.distributed import cleanup, init_distributed
+    from prdit.sampler_defaults import SamplerDefaults
     from prdit.sampling import SampleSpec, generate_to_folder
 
     try:
@@ -93,6 +106,13 @@ def run(args: argparse.Namespace) -> int:
     except CheckpointError as exc:
         cleanup(dist)
         raise CliError(str(exc)) from None
+    recommended = info.sampler_defaults
+    args.sampler = args.sampler or recommended.sampler
+    args.k = args.k or recommended.k
+    args.steps = args.steps or recommended.steps or 250
+    if dist.is_main and recommended.recommended:
+        used = SamplerDefaults(args.sampler, args.k, args.steps).describe(origin=False)
+        print(f"prdit sample: the model recommends {recommended.describe(origin=False)}; using {used}")
     spec = SampleSpec(
         count=args.count,
         steps=args.steps,

@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
 )
 
 from prdit.paths import resource
+from prdit.sampler_defaults import SamplerDefaults
 from prdit.volume import Volume
 from prdit_app.dialogs import show_error
 from prdit_app.trajectory import TrajectoryStore, TrajectoryWidget
@@ -123,6 +124,7 @@ def describe_model(info: ModelInfo | None, path: Path | None = None) -> str:
     if info.step is not None:
         detail += f"; trained {info.step:,} steps"
     lines.append(detail)
+    lines.append(f"sampler: {info.sampler_defaults.describe()}")
     return "<br>".join(lines)
 
 
@@ -361,8 +363,18 @@ class GeneratePanel(QWidget):
             self.model_info_label.setText(text)
         else:
             path = None if key in self._memory_models else Path(key)
-            self.model_info_label.setText(describe_model(self.selected_model_info(), path))
+            info = self.selected_model_info()
+            self.model_info_label.setText(describe_model(info, path))
+            if info is not None and not self.controller.running:
+                self.apply_sampler_defaults(info.sampler_defaults)
         self._update_enabled()
+
+    def apply_sampler_defaults(self, defaults: SamplerDefaults) -> None:
+        """Start from the sampler settings the selected model was tuned for (the user can change them)."""
+        self.sampler_combo.setCurrentIndex(max(0, self.sampler_combo.findData(defaults.sampler)))
+        self.k_spin.setValue(defaults.k)
+        if defaults.steps is not None:
+            self.steps_spin.setValue(defaults.steps)
 
     # ------------------------------------------------------------------ settings
     def _sampler_changed(self) -> None:

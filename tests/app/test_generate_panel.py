@@ -14,6 +14,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _fakes import CountingModel, fake_source  # noqa: E402
+from PySide6.QtCore import Qt  # noqa: E402
 
 from prdit_app.panels.generate import (  # noqa: E402
     GeneratePanel,
@@ -29,10 +30,12 @@ INFO = ModelInfo(
 )
 
 
-def _write_model_file(path: Path, name="PRDiT-XS/4/0", size=16) -> Path:
+def _write_model_file(path: Path, name="PRDiT-XS/4/0", size=16, sampling=None) -> Path:
     from safetensors.torch import save_file
 
     meta = {"model_name": name, "input_size": size, "spacing": [2.0, 2.0, 2.0], "step": 1200}
+    if sampling is not None:
+        meta["sampling"] = sampling
     save_file({"w": torch.zeros(2)}, str(path), metadata={"prdit": json.dumps(meta)})
     return path
 
@@ -76,6 +79,28 @@ def test_bundled_default_is_preselected_and_described(qtbot, tmp_path):
     assert "1,200 steps" in text and p.start_button.isEnabled()
     p.model_combo.setCurrentIndex(1)
     assert "768 wide, 12 heads" in p.model_info_label.text() and "4 DiT blocks" in p.model_info_label.text()
+
+
+def test_selecting_a_model_applies_its_recommended_sampler(qtbot, tmp_path):
+    """A model tuned for k = 4 and 30 steps starts there; one without a recommendation gets k = 2."""
+    models = tmp_path / "models"
+    models.mkdir()
+    _write_model_file(models / "default.safetensors", sampling={"sampler": "hot", "k": 4, "steps": 30})
+    _write_model_file(models / "other.safetensors")
+    _write_model_file(models / "broken.safetensors", sampling={"k": "four"})
+    p = GeneratePanel(models_dir=models)
+    qtbot.addWidget(p)
+    assert (p.k_spin.value(), p.steps_spin.value(), p.request().k) == (4, 30, 4)
+    assert "hot, k = 4, 30 steps (recommended by the model)" in p.model_info_label.text()
+    p.model_combo.setCurrentIndex(p.model_combo.findText("other", Qt.MatchFlag.MatchStartsWith))
+    assert p.k_spin.value() == 2 and p.steps_spin.value() == 30  # no step recommendation: kept
+    assert "(paper default)" in p.model_info_label.text()
+    p.model_combo.setCurrentIndex(0)
+    p.k_spin.setValue(3)  # the user's own choice stands until they pick another model
+    assert p.request().k == 3
+    # an unreadable recommendation falls back to the paper's (the load on Start names the problem)
+    p.model_combo.setCurrentIndex(p.model_combo.findText("broken", Qt.MatchFlag.MatchStartsWith))
+    assert p.k_spin.value() == 2
 
 
 def test_peek_handles_unreadable_and_reference_files(tmp_path):

@@ -1,0 +1,88 @@
+"""The sampler settings a model file recommends, so every front end starts from the tuned ones.
+
+The paper's best hot-sampler multiplier (k = 2) was tuned for PRDiT-B at 128^3 on LIDC; a small,
+briefly trained model can prefer another k (``benchmarks/tune_sampler.py`` measures it on
+validation data). ``prdit export-model --recommend-k K --recommend-steps N`` records the choice in
+the exported file's metadata under ``"sampling"``; ``prdit sample``, the studio's Generate panel
+and the scripted mode then use it unless the user sets their own. Files without the key get the
+paper's settings, so nothing changes for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+SAMPLER_NAMES = ("hot", "cold")
+PAPER_K = 2
+META_KEY = "sampling"
+
+
+@dataclass(frozen=True)
+class SamplerDefaults:
+    """Sampler, hot-sampler multiplier and step count to start from.
+
+    ``steps`` is ``None`` when the model does not recommend a count (front ends keep their own
+    default). ``recommended`` tells whether the values came from the model file or are the
+    paper's fallback.
+    """
+
+    sampler: str = "hot"
+    k: int = PAPER_K
+    steps: int | None = None
+    recommended: bool = False
+
+    def __post_init__(self) -> None:
+        if self.sampler not in SAMPLER_NAMES:
+            raise ValueError(f"sampler must be one of {', '.join(SAMPLER_NAMES)}, got {self.sampler!r}")
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
+            raise ValueError(f"k must be an integer >= 1, got {self.k!r}")
+        if self.steps is not None and (
+            isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1
+        ):
+            raise ValueError(f"steps must be an integer >= 1, got {self.steps!r}")
+
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, Any] | None, source: str = "model") -> SamplerDefaults:
+        """The recommendation in a model's metadata, or the paper's settings when it has none.
+
+        A malformed entry raises ``ValueError`` naming ``source`` and the field, rather than
+        silently sampling with settings nobody chose.
+        """
+        entry = (meta or {}).get(META_KEY)
+        if entry is None:
+            return cls()
+        if not isinstance(entry, Mapping):
+            raise ValueError(f"{source}: metadata '{META_KEY}' must be a mapping, got {type(entry).__name__}")
+        unknown = set(entry) - {"sampler", "k", "steps", "note"}
+        if unknown:
+            names = ", ".join(sorted(unknown))
+            raise ValueError(f"{source}: metadata '{META_KEY}' has unknown field(s) {names}")
+        try:
+            return cls(
+                sampler=entry.get("sampler", "hot"),
+                k=entry.get("k", PAPER_K),
+                steps=entry.get("steps"),
+                recommended=True,
+            )
+        except ValueError as exc:
+            raise ValueError(f"{source}: metadata '{META_KEY}': {exc}") from None
+
+    def to_meta(self, note: str | None = None) -> dict[str, Any]:
+        """The ``"sampling"`` metadata entry for an exported model."""
+        out: dict[str, Any] = {"sampler": self.sampler, "k": self.k}
+        if self.steps is not None:
+            out["steps"] = self.steps
+        if note:
+            out["note"] = note
+        return out
+
+    def describe(self, origin: bool = True) -> str:
+        """For ``prdit info`` and the studio: "hot, k = 4, 50 steps (recommended by the model)"."""
+        text = f"{self.sampler}, k = {self.k}" if self.sampler == "hot" else "cold"
+        if self.steps is not None:
+            text += f", {self.steps} steps"
+        if not origin:
+            return text
+        return text + (" (recommended by the model)" if self.recommended else " (paper default)")
