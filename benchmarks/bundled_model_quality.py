@@ -4,13 +4,15 @@ Three comparisons against the same 100 held-out phantoms (seeds 0..99; training 
 >= 100000), all with the built-in feature extractor and the phantom anatomy measures:
 
 * floor   — 100 other phantoms (seeds 50000..50099): what a perfect generator would score;
-* model   — 100 volumes sampled from the bundled model (hot sampler, k = 2);
+* model   — 100 volumes sampled from the bundled model (hot sampler with the k the model file
+  recommends, chosen by ``tune_sampler.py`` on validation phantoms; ``--k`` overrides);
+* model-k2 — the same with the paper's k = 2, for comparison (left out when the model's k is 2);
 * ceiling — 100 volumes sampled from the same variant untrained (zero-initialised read-outs).
 
 Target: FID(model) - FID(floor) <= (FID(ceiling) - FID(floor)) / 4, and at least 90 % of samples
 inside the phantoms' range on every anatomy measure.
 
-    python benchmarks/bundled_model_quality.py --out runs/bundled-quality [--model FILE] [--steps 50]
+    python benchmarks/bundled_model_quality.py --out runs/bundled-quality [--model FILE] [--steps 50] [--k K]
 
 Everything goes through the public CLI (``python -m prdit ...``), so the figures are what a user
 gets. Re-runs reuse finished volumes (``--skip-existing``) and the eval caches.
@@ -49,8 +51,10 @@ def write_untrained(model_file: Path, out: Path) -> None:
     save_file(state, str(out), metadata={"prdit": json.dumps(meta)})
 
 
-def time_one_volume(model_file: Path, steps: int, threads: int = 2, repeats: int = 3) -> dict[str, float]:
-    """Seconds to sample one volume with the hot sampler (k = 2) on ``threads`` CPU threads.
+def time_one_volume(
+    model_file: Path, steps: int, k: int, threads: int = 2, repeats: int = 3
+) -> dict[str, float]:
+    """Seconds to sample one volume with the hot sampler on ``threads`` CPU threads.
 
     Median of ``repeats`` runs, model already loaded (what the studio's Start button costs), plus
     the one-off load time.
@@ -70,9 +74,15 @@ def time_one_volume(model_file: Path, steps: int, threads: int = 2, repeats: int
         for seed in range(repeats):
             g = torch.Generator().manual_seed(seed)
             t0 = time.perf_counter()
-            run_to_end(sample(model, shape, sampler="hot", steps=steps, k=2, generator=g))
+            run_to_end(sample(model, shape, sampler="hot", steps=steps, k=k, generator=g))
             runs.append(time.perf_counter() - t0)
-    return {"load_s": load_s, "sample_s_median": float(np.median(runs)), "threads": threads, "steps": steps}
+    return {
+        "load_s": load_s,
+        "sample_s_median": float(np.median(runs)),
+        "threads": threads,
+        "steps": steps,
+        "k": k,
+    }
 
 
 def anatomy_table(folder: Path) -> dict[str, np.ndarray]:
@@ -124,7 +134,14 @@ def main() -> int:
     ap.add_argument("--count", type=int, default=100)
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--size", type=int, default=32)
+    ap.add_argument(
+        "--k", type=int, default=None, help="hot-sampler k (default: the model file's recommendation)"
+    )
     args = ap.parse_args()
+    if args.k is None:
+        from prdit.checkpoint import load_for_inference
+
+        args.k = load_for_inference(args.model)[1].sampler_defaults.k
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     n, size = str(args.count), str(args.size)
@@ -155,37 +172,32 @@ def main() -> int:
     )
     untrained = out / "untrained.safetensors"
     write_untrained(args.model, untrained)
-    common = [
-        "--count",
-        n,
-        "--steps",
-        str(args.steps),
-        "--sampler",
-        "hot",
-        "--k",
-        "2",
-        "--seed",
-        "0",
-        "--no-preview",
-        "--skip-existing",
-        "--no-progress",
-    ]
-    prdit("sample", str(args.model), "--out", str(out / "model"), *common)
-    prdit("sample", str(untrained), "--out", str(out / "ceiling"), *common)
-    timing = time_one_volume(args.model, args.steps)
+    common = ["--count", n, "--steps", str(args.steps), "--sampler", "hot", "--seed", "0"]
+    common += ["--no-preview", "--skip-existing", "--no-progress"]
+    k = ["--k", str(args.k)]
+    # a folder per k: --skip-existing must never mix volumes sampled with different settings
+    model_dir = out / f"model-k{args.k}"
+    prdit("sample", str(args.model), "--out", str(model_dir), *common, *k)
+    prdit("sample", str(untrained), "--out", str(out / "ceiling"), *common, *k)
+    rows = {"floor": out / "floor", "model": model_dir}
+    if args.k != 2:
+        prdit("sample", str(args.model), "--out", str(out / "model-k2"), *common, "--k", "2")
+        rows["model-k2"] = out / "model-k2"
+    rows["ceiling"] = out / "ceiling"
+    timing = time_one_volume(args.model, args.steps, args.k)
 
     results: dict[str, dict] = {}
     heldout = anatomy_table(out / "heldout")
     lo = {k: v.min() for k, v in heldout.items()}
     hi = {k: v.max() for k, v in heldout.items()}
-    for name in ("floor", "model", "ceiling"):
+    for name, folder in rows.items():
         report = out / f"{name}.json"
         # --fake-scale hu: the untrained model's volumes are a flat 0 HU (water), which the default
         # "auto" check would take for data left in the model's [-1, 1] scale
         prdit(
             "eval",
             str(out / "heldout"),
-            str(out / name),
+            str(folder),
             "--metrics",
             "fid,mmd,histogram",
             "--fake-scale",
@@ -195,7 +207,7 @@ def main() -> int:
             "--no-progress",
         )
         metrics = json.loads(report.read_text(encoding="utf-8"))["metrics"]
-        anat = anatomy_table(out / name)
+        anat = anatomy_table(folder)
         inside = {k: float(np.mean((anat[k] >= lo[k]) & (anat[k] <= hi[k]))) for k in anat}
         all_inside = float(np.mean(np.all([(anat[k] >= lo[k]) & (anat[k] <= hi[k]) for k in anat], axis=0)))
         results[name] = {
@@ -219,7 +231,7 @@ def main() -> int:
         },
     }
     write_montage(
-        {"phantoms": out / "heldout", "model": out / "model", "untrained": out / "ceiling"},
+        {"phantoms": out / "heldout", "model": model_dir, "untrained": out / "ceiling"},
         out / "montage.png",
         count=4,
     )

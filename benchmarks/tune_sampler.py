@@ -70,9 +70,7 @@ def score(model_file: Path, ks: list[int], count: int, steps: int, size: int, va
                 vol = to_volume(x[0], info)
                 rows.append(measure_anatomy(vol))
                 hist.add(vol.array)
-        inside = {
-            key: float(np.mean([lo[key] <= r[key] <= hi[key] for r in rows])) for key in ANATOMY_KEYS
-        }
+        inside = {key: float(np.mean([lo[key] <= r[key] <= hi[key] for r in rows])) for key in ANATOMY_KEYS}
         results.append(
             {
                 "k": k,

@@ -28,20 +28,15 @@ def exported(tmp_path_factory):
         optimizer_state=None, meta=meta,
     )  # fmt: skip
     assert cli_main(["export-model", str(root / "run"), str(root / "plain.safetensors")]) == 0
-    assert (
-        cli_main(
-            ["export-model", str(root / "run"), str(root / "tuned.safetensors"), "--recommend-k", "4",
-             "--recommend-steps", "3", "--recommend-note", "tune_sampler.py, 48 samples"]
-        )  # fmt: skip
-        == 0
-    )
+    tuned = ["export-model", str(root / "run"), str(root / "tuned.safetensors"), "--recommend-k", "4"]
+    assert cli_main([*tuned, "--recommend-steps", "3", "--recommend-note", "tune_sampler, 48"]) == 0
     return root
 
 
 def test_metadata_round_trip(exported):
     with safe_open(str(exported / "tuned.safetensors"), framework="pt") as f:
         entry = json.loads(f.metadata()["prdit"])["sampling"]
-    assert entry == {"sampler": "hot", "k": 4, "steps": 3, "note": "tune_sampler.py, 48 samples"}
+    assert entry == {"sampler": "hot", "k": 4, "steps": 3, "note": "tune_sampler, 48"}
     _, info = ckpt.load_for_inference(exported / "tuned.safetensors")
     assert info.sampler_defaults == SamplerDefaults("hot", 4, 3, recommended=True)
     _, plain = ckpt.load_for_inference(exported / "plain.safetensors")
