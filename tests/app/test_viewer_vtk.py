@@ -51,6 +51,7 @@ OFFSCREEN_SCRIPT = textwrap.dedent(
             "expected_color": [list(c) for _, *c in p.color],
             "blend": s.mapper.GetBlendMode(),
             "shade": s.property.GetShade(),
+            "jitter": s.mapper.GetUseJittering(),
         }
     # 2. a bright block on the patient's LEFT, seen from the front, lands on the screen right
     d = h = w = 40
@@ -132,6 +133,8 @@ def test_offscreen_vtk_presets_orientation_and_throttle(tmp_path):
         np.testing.assert_allclose(out[name]["color"], out[name]["expected_color"], atol=1e-6)
     assert out["CT-MIP"]["blend"] == 1 and out["CT-Bone"]["blend"] == 0  # VTK: 0 composite, 1 MIP
     assert out["CT-Bone"]["shade"] == 1 and out["CT-Soft-Tissue"]["shade"] == 0
+    # jittered ray starts: no wood-grain stripes on thin low-opacity tissue (CT-Lung)
+    assert all(out[name]["jitter"] == 1 for name in ("CT-Bone", "CT-Lung", "CT-Soft-Tissue", "CT-MIP"))
     assert out["bright_pixels"] > 50
     assert out["marker_x"] > 0.55, "patient-left marker should be on the screen right in the anterior view"
     # streamed frames render on the worker thread (EGL), the surface returns with the newest volume
