@@ -183,6 +183,39 @@ def test_steps_stream_x0_hat_and_end_with_the_sample():
     assert all(e.x_t is None for e in sample(model, (1, 1, 4, 4, 4), "cold", 5))
 
 
+def test_the_sample_is_the_state_at_t0_not_a_second_pass_through_the_model():
+    """At t = 0 the forward process is the identity: the walk's state is the sample.
+
+    A denoiser that is exact except at t = 0, where it halves contrast (what an under-trained
+    network does to thin bone), must not degrade the result, and it is not even called there.
+    """
+    exact = two_point_denoiser(-0.8, 0.6, 0.3)
+    calls = []
+
+    def lossy_at_t0(x, t):
+        calls.append(int(t[0]))
+        out = exact(x, t)
+        if int(t[0]) == 0:
+            out[:, 1:] = out[:, 1:] * 0.5
+        return out
+
+    for sampler in ("cold", "hot"):
+        calls.clear()
+        g = torch.Generator().manual_seed(2)
+        events = list(sample(lossy_at_t0, (1, 1, 12, 12, 12), sampler, 40, generator=g, return_xt=True))
+        assert 0 not in calls and len(calls) == 39
+        final = events[-1]
+        assert final.t == 0 and torch.equal(final.sample, final.x_t)
+        assert torch.equal(final.x0_hat, final.sample)
+        values = final.sample.flatten()
+        # both data values are reached at full contrast (halved, 0.6 would land near 0.3)
+        assert (values - 0.6).abs().min() < 0.05 and (values + 0.8).abs().min() < 0.05
+    # one step: the single-shot posterior mean from pure noise, which needs the model
+    calls.clear()
+    one = list(sample(lossy_at_t0, (1, 1, 4, 4, 4), "hot", 1, generator=torch.Generator().manual_seed(0)))
+    assert calls == [999] and torch.equal(one[0].sample, one[0].x0_hat)
+
+
 def test_same_seed_same_volume_and_per_sample_generators():
     model = two_point_denoiser(-0.5, 0.5, 0.5)
     shape = (3, 1, 6, 6, 6)
