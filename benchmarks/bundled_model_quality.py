@@ -7,7 +7,9 @@ Three comparisons against the same 100 held-out phantoms (seeds 0..99; training 
 * model   — 100 volumes sampled from the bundled model (hot sampler with the k the model file
   recommends, chosen by ``tune_sampler.py`` on validation phantoms; ``--k`` overrides);
 * model-k2 — the same with the paper's k = 2, for comparison (left out when the model's k is 2);
-* ceiling — 100 volumes sampled from the same variant untrained (zero-initialised read-outs).
+* ceiling — 100 volumes sampled from the same variant untrained: its zero-initialised read-outs
+  predict no change, so the walk ends where it started, on the initial noise (0.5 eps, clipped
+  to the HU window).
 
 Target: FID(model) - FID(floor) <= (FID(ceiling) - FID(floor)) / 4, and at least 90 % of samples
 inside the phantoms' range on every anatomy measure.
@@ -192,8 +194,8 @@ def main() -> int:
     hi = {k: v.max() for k, v in heldout.items()}
     for name, folder in rows.items():
         report = out / f"{name}.json"
-        # --fake-scale hu: the untrained model's volumes are a flat 0 HU (water), which the default
-        # "auto" check would take for data left in the model's [-1, 1] scale
+        # --fake-scale hu: every folder here is in HU; never let the "auto" check guess from the
+        # values (an untrained model's output could pass for data left in the [-1, 1] scale)
         prdit(
             "eval",
             str(out / "heldout"),
