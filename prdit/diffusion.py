@@ -216,9 +216,9 @@ class IaNDiffusion:
             if i == total - 1 and t == 0 and total > 1:
                 # At t = 0 the forward process is the identity (x_0 = x0), so the state the walk has
                 # reached *is* the sample. Passing it through the model once more would only re-encode
-                # it: for a real (imperfect) denoiser that is lossy — measured on the bundled model, the
-                # t = 0 estimate keeps half the bone contrast even of a noise-free phantom. For an exact
-                # denoiser the two agree. One model evaluation fewer.
+                # it, lossily for a real denoiser: the bundled model's t = 0 estimate of a clean
+                # phantom (no diffusion noise) keeps half its bone contrast. For an exact denoiser
+                # the two agree. One model evaluation fewer.
                 yield Step(i, total, t, x, x if return_xt else None, sample=x)
                 return
             t_vec = torch.full((b,), t, dtype=torch.long, device=device)
