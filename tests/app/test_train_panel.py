@@ -206,7 +206,9 @@ def test_run_from_panel_gives_curves_and_checkpoints_and_stop_resume_continues(q
     panel.ckpt_list.setCurrentRow(0)
     panel.load_gen_button.click()
     assert loaded == [out / "checkpoints" / f"step_{stopped_at + 2:07d}"]
-    assert panel.preview_caption.text().startswith(f"step {stopped_at + 2}")
+    # previews come every log.preview_every = 2 steps: the newest is the last even step reached
+    newest_preview = (stopped_at + 2) // 2 * 2
+    assert panel.preview_caption.text().startswith(f"step {newest_preview} "), panel.preview_caption.text()
 
 
 def test_failing_run_shows_the_error_and_returns_to_idle(qtbot, panel, tmp_path):
