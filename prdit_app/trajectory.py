@@ -382,7 +382,10 @@ class TrajectoryWidget(QWidget):
         label = f"{name} · step {snap.index + 1}/{snap.total} · t={snap.t}"
         if snap.x0.shape[0] > 1:
             label += f" · sample {sample + 1}"
-        self.step_label.setText(label)
+        # the panel's own line leaves out what the kind combo and the sample box beside it show,
+        # so it fits a narrow dock; the views and the tooltip get the whole label
+        self.step_label.setText(f"step {snap.index + 1}/{snap.total} · t={snap.t}")
+        self.step_label.setToolTip(label)
         if self.strip.isVisible():
             xt = self.store.volume(pos, sample, "xt") if self.store.has_xt else None
             self.strip.set_volumes(xt, self.store.volume(pos, sample, "x0"))

@@ -114,6 +114,9 @@ def test_widget_scrubs_samples_and_xt(qtbot):
     assert "sample 2" in shown[-1][1]
     widget.kind_combo.setCurrentIndex(1)
     assert shown[-1][1].startswith("x_t") and shown[-1][0][1, 1, 1] > 4000
+    # the panel line stays short enough for a narrow dock; the whole label is in the views and tooltip
+    assert widget.step_label.text().startswith("step ") and "sample" not in widget.step_label.text()
+    assert widget.step_label.toolTip() == shown[-1][1]
     widget.side_by_side.setChecked(True)
     assert widget.strip.isVisibleTo(widget)
     assert widget.strip._labels["xt"][0].pixmap() is not None
