@@ -1,4 +1,4 @@
-"""Volume rendering on a worker thread, for streamed volumes: the GUI thread never waits for VTK.
+"""Volume rendering on a worker thread: the GUI thread never waits for VTK.
 
 While the Generate panel streams one volume per sampling step, a software ray cast (0.1-0.5 s per
 frame on llvmpipe) on the GUI thread would hold up the slice views for a whole frame. This thread
@@ -37,6 +37,10 @@ class RenderRequest:
     width: int
     height: int
     planes_visible: bool = True
+    #: streaming quality (the mapper may drop samples to keep ~8 frames/s); False: full quality
+    fast: bool = True
+    #: a frame for the view's own surface (still scene, camera drag), not for the stream overlay
+    still: bool = False
 
 
 def camera_state(camera) -> dict:
@@ -74,8 +78,8 @@ def egl_available() -> bool:
 class BackgroundRenderer(QObject):
     """A daemon thread rendering :class:`RenderRequest`\\ s; results arrive on the GUI thread via signals."""
 
-    #: image, seconds the render took, the request's generation
-    frameReady = Signal(QImage, float, int)
+    #: image, seconds the render took, the request's generation, the request's ``still`` flag
+    frameReady = Signal(QImage, float, int, bool)
     #: the thread could not set up OpenGL (message); callers fall back to GUI-thread rendering
     failed = Signal(str)
 
@@ -146,8 +150,8 @@ class BackgroundRenderer(QObject):
                     t0 = time.perf_counter()
                     if req.generation != generation or scene.size != req.canonical.shape:
                         scene.set_data(req.canonical, req.spacing)
-                        scene.set_streaming(True)
                         generation = req.generation
+                    scene.set_streaming(req.fast)
                     if scene.preset is not req.preset:
                         scene.set_preset(req.preset)
                     scene.set_cursor_mm(req.cursor_mm)
@@ -160,9 +164,9 @@ class BackgroundRenderer(QObject):
                     cam.SetViewAngle(c["view_angle"])
                     cam.SetParallelScale(c["parallel_scale"])
                     scene.renderer.ResetCameraClippingRange()
-                    image = target.render_image(req.width, req.height, fast=True)
+                    image = target.render_image(req.width, req.height, fast=req.fast)
                     self.rendered += 1
-                    self.frameReady.emit(image, time.perf_counter() - t0, req.generation)
+                    self.frameReady.emit(image, time.perf_counter() - t0, req.generation, req.still)
                     # duty cycle: rest as long as the frame took, so on a 2-core machine the
                     # software rasteriser leaves CPU for the GUI thread between frames
                     rest = (time.perf_counter() - t0) * (1.0 / self.duty - 1.0)

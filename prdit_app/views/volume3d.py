@@ -507,11 +507,13 @@ class _StreamLabel(QLabel):
 class Volume3DView(QWidget):
     """The 3D pane: VTK render surface + throttled updates from the :class:`ViewerState`.
 
-    Still scenes render on the GUI thread (native widget or offscreen label). Streamed frames
-    (new voxels, same geometry) go to a :class:`~prdit_app.views.render_thread.BackgroundRenderer`
-    when EGL is available, shown in a label stacked over the surface; 0.6 s after the stream stops
-    the surface comes back with one full-quality frame. Without EGL, streamed frames use the
-    GUI-thread throttle at reduced quality.
+    Streamed frames (new voxels, same geometry) go to a
+    :class:`~prdit_app.views.render_thread.BackgroundRenderer` when EGL is available, shown in a
+    label stacked over the surface; 0.6 s after the stream stops the surface comes back with one
+    full-quality frame. Still scenes render on the GUI thread in the native widget; the offscreen
+    label (offscreen/VNC platforms) gets its frames from the same thread, so no software ray cast
+    blocks the GUI there (``render_now`` stays synchronous for screenshots). Without EGL everything
+    renders on the GUI thread, throttled, streamed frames at reduced quality.
     """
 
     rendered = Signal(float)  # seconds the last (GUI-thread) render took
@@ -564,6 +566,7 @@ class Volume3DView(QWidget):
         self._cost: dict[bool, float] = {}  # last render time at full (False) / streaming (True) quality
         self.render_count = 0  # GUI-thread renders
         self.stream_frames = 0  # render-thread frames shown
+        self.thread_stills = 0  # render-thread frames shown on the offscreen surface
         self.dropped = 0  # state changes absorbed by the throttle (frames never drawn)
         self._data_generation = -1
         self._dirty = False
@@ -607,7 +610,7 @@ class Volume3DView(QWidget):
     def render_now(self) -> None:
         """Render synchronously on the GUI thread (screenshots, scripted mode)."""
         self._timer.stop()
-        self._render_now()
+        self._render_now(sync=True)
 
     def refresh(self) -> None:
         """Something changed (cursor, preset, camera): redraw through the right path."""
@@ -632,11 +635,15 @@ class Volume3DView(QWidget):
         self.refresh()
 
     def _submit_stream(self) -> None:
+        self._submit(fast=True, still=False)
+
+    def _submit(self, fast: bool, still: bool) -> bool:
+        """Hand the current scene (data, preset, cursor, camera, size) to the render thread."""
         from prdit_app.views.render_thread import RenderRequest, camera_state
 
         st = self.state
         if st.canonical is None or st.grid is None or self._bg is None or self.scene.preset is None:
-            return
+            return False
         self._bg.submit(
             RenderRequest(
                 canonical=st.canonical,
@@ -648,10 +655,23 @@ class Volume3DView(QWidget):
                 width=max(self.width(), 16),
                 height=max(self.height(), 16),
                 planes_visible=bool(self.scene.plane_actors[0].GetVisibility()),
+                fast=fast,
+                still=still,
             )
         )
+        return True
 
-    def _on_stream_frame(self, image: QImage, seconds: float, generation: int) -> None:
+    def _on_stream_frame(self, image: QImage, seconds: float, generation: int, still: bool) -> None:
+        if still:
+            # an offscreen surface frame rendered on the thread (see _render_now); a stream that
+            # started meanwhile owns the display until it settles and asks for a new one
+            if self._streaming or not self.offscreen:
+                return
+            self.surface.setPixmap(QPixmap.fromImage(image))
+            self._cost[False] = seconds
+            self.thread_stills += 1
+            self._stop_streaming_display()
+            return
         if not self._streaming:
             return  # a late frame after the stream ended: the surface is already back
         self.stream_label.setPixmap(QPixmap.fromImage(image))
@@ -701,14 +721,22 @@ class Volume3DView(QWidget):
         self.scene.set_data(st.canonical, st.grid.spacing)
         self._data_generation = st.generation
 
-    def _render_now(self) -> None:
+    def _render_now(self, sync: bool = False) -> None:
         st = self.state
         if st.grid is None:
             self._dirty = False
             return
         if self._data_generation != st.generation:
-            self._upload()
+            self._upload()  # the GUI scene stays current: drags, screenshots and render_now use it
         self.scene.set_cursor_mm(st.grid.canonical_to_mm(st.cursor_canonical()))
+        if not sync and self.offscreen and self.threaded and not self._streaming:
+            # The offscreen surface is only a picture: a software ray cast of it (0.1-0.6 s) need
+            # not block the GUI thread. The thread renders it (latest wins) and _on_stream_frame
+            # puts it on the surface; a camera drag asks for the fast quality.
+            if self._submit(fast=self.surface.interacting, still=True):
+                self._dirty = False
+                self._since_render.restart()
+                return
         t0 = time.perf_counter()
         if self.offscreen:
             self.surface.render(fast=self._streaming)
