@@ -140,10 +140,11 @@ def main() -> int:
         "--k", type=int, default=None, help="hot-sampler k (default: the model file's recommendation)"
     )
     args = ap.parse_args()
-    if args.k is None:
-        from prdit.checkpoint import load_for_inference
+    if args.k is None:  # from the file's header: no need to build the model for it
+        from prdit.checkpoint_info import summarize_checkpoint
+        from prdit.sampler_defaults import SamplerDefaults
 
-        args.k = load_for_inference(args.model)[1].sampler_defaults.k
+        args.k = SamplerDefaults.from_meta(summarize_checkpoint(args.model).meta, str(args.model)).k
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     n, size = str(args.count), str(args.size)

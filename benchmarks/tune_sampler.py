@@ -28,8 +28,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -45,6 +43,7 @@ def score(model_file: Path, ks: list[int], count: int, steps: int, size: int, va
     from prdit.checkpoint import load_for_inference
     from prdit.data.anatomy import ANATOMY_KEYS, measure_anatomy
     from prdit.diffusion import run_to_end, sample
+    from prdit.metrics.anatomy import measure_rows, summarize_anatomy
     from prdit.metrics.histogram import HUHistogram, hu_wasserstein
     from prdit.sampling import to_volume
 
@@ -53,9 +52,9 @@ def score(model_file: Path, ks: list[int], count: int, steps: int, size: int, va
     if info.input_size != size:
         raise SystemExit(f"{model_file}: model is {info.input_size}^3, --size is {size}")
     val = validation_phantoms(val_count, size, 100000)
-    val_rows = [measure_anatomy(v) for v in val]
-    lo = {k: min(r[k] for r in val_rows) for k in ANATOMY_KEYS}
-    hi = {k: max(r[k] for r in val_rows) for k in ANATOMY_KEYS}
+    keys = tuple(ANATOMY_KEYS)
+    val_rows = measure_rows([measure_anatomy(v) for v in val], keys)
+    reference = summarize_anatomy(val_rows, val_rows[:0], keys)  # the validation ranges and means
     val_hist = HUHistogram()
     for v in val:
         val_hist.add(v.array)
@@ -70,13 +69,15 @@ def score(model_file: Path, ks: list[int], count: int, steps: int, size: int, va
                 vol = to_volume(x[0], info)
                 rows.append(measure_anatomy(vol))
                 hist.add(vol.array)
-        inside = {key: float(np.mean([lo[key] <= r[key] <= hi[key] for r in rows])) for key in ANATOMY_KEYS}
+        # the same in-range rule as `prdit eval --metrics anatomy` (NaN counts as outside)
+        summary = summarize_anatomy(val_rows, measure_rows(rows, keys), keys)
+        inside = {key: summary[key]["fake_in_real_range"] for key in keys}
         results.append(
             {
                 "k": k,
                 "inside_range": inside,
                 "worst_measure": min(inside.values()),
-                "mean": {key: float(np.mean([r[key] for r in rows])) for key in ANATOMY_KEYS},
+                "mean": {key: summary[key]["fake_mean"] for key in keys},
                 "hu_w1": hu_wasserstein(val_hist, hist),
                 "seconds": time.perf_counter() - t0,
             }
@@ -87,8 +88,8 @@ def score(model_file: Path, ks: list[int], count: int, steps: int, size: int, va
         "model": str(model_file),
         "steps": steps,
         "count": count,
-        "validation_range": {k: [lo[k], hi[k]] for k in ANATOMY_KEYS},
-        "validation_mean": {k: float(np.mean([r[k] for r in val_rows])) for k in ANATOMY_KEYS},
+        "validation_range": {key: [reference[key]["real_min"], reference[key]["real_max"]] for key in keys},
+        "validation_mean": {key: reference[key]["real_mean"] for key in keys},
         "results": results,
         "best_k": best["k"],
     }

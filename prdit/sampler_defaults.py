@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-SAMPLER_NAMES = ("hot", "cold")
+from prdit.diffusion import SAMPLERS
+
 PAPER_K = 2
 META_KEY = "sampling"
 
@@ -34,8 +35,8 @@ class SamplerDefaults:
     recommended: bool = False
 
     def __post_init__(self) -> None:
-        if self.sampler not in SAMPLER_NAMES:
-            raise ValueError(f"sampler must be one of {', '.join(SAMPLER_NAMES)}, got {self.sampler!r}")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
             raise ValueError(f"k must be an integer >= 1, got {self.k!r}")
         if self.steps is not None and (
