@@ -42,13 +42,16 @@ def run(args: argparse.Namespace) -> int:
 
     sampling = None
     if args.recommend_k is not None or args.recommend_steps is not None:
-        try:
-            sampling = SamplerDefaults(
-                k=PAPER_K if args.recommend_k is None else args.recommend_k, steps=args.recommend_steps
-            )
-        except ValueError as exc:
-            flag = "--recommend-k" if "k must" in str(exc) else "--recommend-steps"
-            raise CliError(f"{flag}: {exc}") from None
+        k = PAPER_K if args.recommend_k is None else args.recommend_k
+        # built twice so that the error names the flag that is wrong
+        for flag, fields in (
+            ("--recommend-k", {"k": k}),
+            ("--recommend-steps", {"k": k, "steps": args.recommend_steps}),
+        ):
+            try:
+                sampling = SamplerDefaults(**fields)
+            except ValueError as exc:
+                raise CliError(f"{flag}: {exc}") from None
     elif args.recommend_note:
         raise CliError("--recommend-note needs --recommend-k or --recommend-steps")
     out = export_model(

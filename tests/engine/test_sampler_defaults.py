@@ -97,4 +97,6 @@ def test_export_refuses_a_bad_recommendation(exported, tmp_path, capsys):
     out = tmp_path / "x.safetensors"
     assert cli_main(["export-model", str(exported / "run"), str(out), "--recommend-k", "0"]) != 0
     assert "--recommend-k: k must be an integer >= 1" in capsys.readouterr().err
+    assert cli_main(["export-model", str(exported / "run"), str(out), "--recommend-steps", "0"]) != 0
+    assert "--recommend-steps: steps must be an integer >= 1" in capsys.readouterr().err
     assert not out.exists()
