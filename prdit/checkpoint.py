@@ -302,6 +302,7 @@ def load_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[st
 
 # ---------------------------------------------------------------------------------------------- int8 shipping
 QSCALE_SUFFIX = ".qscale"
+HIGHRES_META_KEYS = ("highres_patch", "highres_width")  # a stage-3 file's residual-branch geometry
 INT8_SCHEME = "int8-per-output-channel"
 
 
@@ -412,8 +413,12 @@ def build_model_from_meta(meta: dict[str, Any], attention: str | None = None) ->
         attention = None  # follow the process default ($PRDIT_ATTENTION, else auto)
     if int(meta.get("stage", 1)) == 3:
         base = build_model(meta["model_name"], input_size=int(meta["base_size"]), attention=attention)
+        width = meta.get("highres_width")
         return build_highres_model(
-            base, input_size=int(meta["input_size"]), patch=int(meta.get("highres_patch", 12))
+            base,
+            input_size=int(meta["input_size"]),
+            patch=int(meta.get("highres_patch", 12)),
+            width=int(width) if width is not None else None,
         )
     return build_model(meta["model_name"], input_size=int(meta["input_size"]), attention=attention)
 
@@ -588,7 +593,7 @@ def load_for_inference(
         weights=str(kind),
         stage=int(meta.get("stage", 1)),
         base_size=int(meta["base_size"]) if meta.get("base_size") else None,
-        extra={k: meta[k] for k in ("config", "highres_patch", SAMPLING_META_KEY) if k in meta},
+        extra={k: meta[k] for k in ("config", *HIGHRES_META_KEYS, SAMPLING_META_KEY) if k in meta},
     )
     try:
         _ = info.sampler_defaults  # a malformed recommendation fails here, naming the file
@@ -634,7 +639,7 @@ def export_model(
         "input_size",
         "stage",
         "base_size",
-        "highres_patch",
+        *HIGHRES_META_KEYS,
         "hu_window",
         "spacing",
         "step",

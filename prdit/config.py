@@ -55,6 +55,12 @@ class ModelConfig:
     # Stage 3 only: input patch edge of the new full-resolution residual branch (stride 8,
     # reflect pad (patch - 8) // 2; the spec's branch is patch 12).
     highres_patch: int = 12
+    # Stage 3 only: SwiGLU width of that branch (null: the token width patch^3, as in stage 1).
+    highres_width: int | None = None
+    # Stage 2 only: train the whole model (local denoiser and global branch) jointly from random
+    # weights instead of loading a frozen stage-1 checkpoint. Not the paper's recipe: it is the
+    # from-scratch baseline that stage-3 reuse is measured against (benchmarks/reuse_cost.py).
+    from_scratch: bool = False
     # Stages 2 and 3: start from the EMA weights of init_from (the better model) or its raw weights.
     init_use_ema: bool = True
 
@@ -347,7 +353,14 @@ def validate(cfg: Config, world_size: int = 1) -> Config:
         raise ConfigError(
             "data.root: the folder source needs a dataset folder (set data.root or pass --data DIR)"
         )
-    if cfg.stage in (2, 3) and not cfg.model.init_from:
+    if cfg.model.from_scratch and cfg.stage != 2:
+        raise ConfigError(f"model.from_scratch: only stage 2 trains from scratch, this is stage {cfg.stage}")
+    if cfg.model.from_scratch and cfg.model.init_from:
+        raise ConfigError(
+            "model.from_scratch: true trains from random weights, so model.init_from must be empty "
+            f"(got {cfg.model.init_from!r})"
+        )
+    if cfg.stage in (2, 3) and not cfg.model.init_from and not cfg.model.from_scratch:
         what = "stage-1 checkpoint" if cfg.stage == 2 else "trained low-resolution checkpoint to reuse"
         raise ConfigError(f"model.init_from: stage {cfg.stage} needs the {what}")
     if cfg.stage == 1 and cfg.model.init_from:
@@ -365,6 +378,8 @@ def validate(cfg: Config, world_size: int = 1) -> Config:
     if cfg.stage != 3:
         if cfg.model.base_size is not None:
             raise ConfigError("model.base_size: only used by stage 3")
+        if cfg.model.highres_width is not None:
+            raise ConfigError("model.highres_width: only used by stage 3")
         model_spec(cfg.model.name, "model.input_size", cfg.model.input_size)
         return cfg
     # Stage 3: a frozen base at base_size reused at input_size (an integer multiple of it).
@@ -383,6 +398,9 @@ def validate(cfg: Config, world_size: int = 1) -> Config:
             f"model.highres_patch: {cfg.model.highres_patch} is not allowed; allowed values: "
             f"{', '.join(map(str, PATCHES))}"
         )
+    w = cfg.model.highres_width
+    if w is not None and (isinstance(w, bool) or not isinstance(w, int) or w < 1):
+        raise ConfigError(f"model.highres_width: must be a positive integer or null, got {w!r}")
     return cfg
 
 

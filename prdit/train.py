@@ -250,6 +250,9 @@ def build_training_model(cfg: Config, hu_window: HUWindow, log: Callable[[str], 
     attention = None if cfg.model.attention == "auto" else cfg.model.attention
     if cfg.stage == 1:
         return build_model(cfg.model.name, input_size=cfg.model.input_size, attention=attention)
+    if cfg.model.from_scratch:  # validated: stage 2 without init_from
+        log(f"stage 2 from scratch: {cfg.model.name}, all parameters trained jointly from random weights")
+        return build_model(cfg.model.name, input_size=cfg.model.input_size, attention=attention)
     state, meta, source, kind = ckpt.read_weights(cfg.model.init_from, use_ema=cfg.model.init_use_ema)
     check_normalisation(meta.get("hu_window"), hu_window, f"model.init_from: {source}", log)
     if cfg.stage == 2:
@@ -276,7 +279,9 @@ def build_training_model(cfg: Config, hu_window: HUWindow, log: Callable[[str], 
         load_weights(base, state)
     except ValueError as exc:
         raise TrainingSetupError(f"model.init_from: {source}: {exc}") from None
-    model = build_highres_model(base, input_size=cfg.model.input_size, patch=cfg.model.highres_patch)
+    model = build_highres_model(
+        base, input_size=cfg.model.input_size, patch=cfg.model.highres_patch, width=cfg.model.highres_width
+    )
     log(f"stage 3: {cfg.model.name} at {base_size}^3 loaded from {source} ({kind} weights) and frozen")
     return model
 
@@ -621,6 +626,7 @@ class Trainer:
             "input_size": c.model.input_size,
             "base_size": c.model.base_size,
             "highres_patch": c.model.highres_patch if c.stage == 3 else None,
+            "highres_width": c.model.highres_width if c.stage == 3 else None,
             "hu_window": self.hu_window.to_dict(),
             "spacing": self.spacing,
             "config": c.to_dict(),

@@ -55,7 +55,9 @@ def build_model_from_config(config: PRDiTConfig | HighResConfig | dict) -> PRDiT
         config = HighResConfig.from_dict(config)
     if isinstance(config, HighResConfig):
         base = build_model_from_config(config.base)
-        return build_highres_model(base, input_size=config.input_size, patch=config.patch)
+        return build_highres_model(
+            base, input_size=config.input_size, patch=config.patch, width=config.branch_width
+        )
     cfg = PRDiTConfig.from_dict(config) if isinstance(config, dict) else config
     canonical = model_config(cfg.name, cfg.input_size, cfg.in_channels, cfg.out_channels, cfg.attention)
     if canonical != cfg:

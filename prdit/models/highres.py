@@ -9,6 +9,8 @@ Spec section 5. For a noisy volume ``x`` at the high resolution:
 4. Add a full-resolution correction from a new per-patch MLP denoiser (the stage-1 family: patch
    12, stride 8, pad 2) with its own timestep embedder. Its read-out starts at zero, so a fresh
    stage-3 model equals the upsampled base prediction, and its cost grows linearly with voxels.
+   ``branch_width`` (default: the token width ``p^3``, as in stage 1) narrows the branch's SwiGLU
+   layers: they are most of its per-voxel cost, while the detail it adds is low-dimensional.
 
 Only the new branch trains (:meth:`HighResPRDiT.trainable_parameters`); the base stays
 bit-identical. :meth:`HighResPRDiT.unfreeze_base` exists for the optional short joint fine-tune.
@@ -33,8 +35,9 @@ from .registry import PATCHES, STANDARD_STRIDE, InputSizeError, PRDiTConfig, con
 class HighResConfig:
     """Stage-3 configuration; field names mirror :class:`PRDiTConfig` so callers can treat both alike.
 
-    ``patch``/``stride``/``pad`` describe the new full-resolution branch; ``hidden``/``heads``/``depth``
-    are the base model's; ``base`` is the base's full config (a dict, so this stays serialisable).
+    ``patch``/``stride``/``pad`` describe the new full-resolution branch and ``branch_width`` its
+    SwiGLU width (None: the token width ``p^3``); ``hidden``/``heads``/``depth`` are the base model's;
+    ``base`` is the base's full config (a dict, so this stays serialisable).
     """
 
     name: str
@@ -50,6 +53,7 @@ class HighResConfig:
     attention: str | None
     factor: int
     base: dict[str, Any] = field(default_factory=dict)
+    branch_width: int | None = None
 
     @property
     def branch(self) -> PRDiTConfig:
@@ -91,7 +95,7 @@ class HighResPRDiT(nn.Module):
         self.config = config
         self.base = base
         self.t_embedder = TimestepEmbedder(config.hidden, config.token_dim, None)
-        self.residual = LocalDenoiser(config.token_dim, config.out_dim)
+        self.residual = LocalDenoiser(config.token_dim, config.out_dim, config.branch_width)
         for m in self.t_embedder.modules():
             if isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, std=0.02)
@@ -177,9 +181,12 @@ class HighResPRDiT(nn.Module):
         return up + unpatchify(residual, grid, c.stride, c.out_channels)
 
 
-def build_highres_model(base_model: PRDiT, input_size: int = 256, patch: int = 12) -> HighResPRDiT:
+def build_highres_model(
+    base_model: PRDiT, input_size: int = 256, patch: int = 12, width: int | None = None
+) -> HighResPRDiT:
     """Wrap a trained low-resolution ``base_model`` (frozen) for ``input_size`` with a new residual
-    branch of patch ``patch`` (stride 8, reflect pad ``(patch - 8) // 2``)."""
+    branch of patch ``patch`` (stride 8, reflect pad ``(patch - 8) // 2``) and SwiGLU width
+    ``width`` (None: the token width ``patch^3``)."""
     if not isinstance(base_model, PRDiT):
         raise TypeError(f"build_highres_model needs a PRDiT base model, got {type(base_model).__name__}")
     bc = base_model.config
@@ -190,6 +197,8 @@ def build_highres_model(base_model: PRDiT, input_size: int = 256, patch: int = 1
         )
     if patch not in PATCHES:
         raise ValueError(f"stage-3 branch patch must be one of {PATCHES}, got {patch}")
+    if width is not None and (isinstance(width, bool) or not isinstance(width, int) or width < 1):
+        raise ValueError(f"stage-3 branch width must be a positive integer (or None), got {width!r}")
     if not isinstance(input_size, int) or input_size <= bc.input_size or input_size % bc.input_size:
         raise InputSizeError(
             f"stage-3 input_size must be an integer multiple (> 1x) of the base model's {bc.input_size}, "
@@ -209,6 +218,7 @@ def build_highres_model(base_model: PRDiT, input_size: int = 256, patch: int = 1
         attention=bc.attention,
         factor=input_size // bc.input_size,
         base=bc.to_dict(),
+        branch_width=width,
     )
     config.branch.check_size(input_size)
     return HighResPRDiT(base_model, config)

@@ -62,13 +62,15 @@ class MLPDenoiser(nn.Module):
 
     ``h = SwiGLU1(mod(LN(x), 1)); h = SwiGLU2(mod(LN(h), 2)); h = mod(h + x, 3); out = linear_final(h)``.
     The adaLN projection and ``linear_final`` start at zero, so the untrained denoiser outputs 0.
+    ``hidden`` is the SwiGLU width: the token width (mlp ratio 1) in stages 1-2 as published; a
+    stage-3 residual branch may be narrower, which cuts its per-voxel cost (see docs/bundled-model.md).
     """
 
-    def __init__(self, dim: int, out_dim: int) -> None:
+    def __init__(self, dim: int, out_dim: int, hidden: int | None = None) -> None:
         super().__init__()
         self.dim = dim
-        self.mlp1 = SwiGLU(dim)
-        self.mlp2 = SwiGLU(dim)
+        self.mlp1 = SwiGLU(dim, hidden)
+        self.mlp2 = SwiGLU(dim, hidden)
         self.linear_final = nn.Linear(dim, out_dim)
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
 
@@ -90,9 +92,9 @@ class LocalDenoiser(nn.Module):
     stage 3 can reuse the same family at full resolution.
     """
 
-    def __init__(self, token_dim: int, out_dim: int) -> None:
+    def __init__(self, token_dim: int, out_dim: int, hidden: int | None = None) -> None:
         super().__init__()
-        self.mlp_denoise = MLPDenoiser(token_dim, out_dim)
+        self.mlp_denoise = MLPDenoiser(token_dim, out_dim, hidden)
 
     def forward(self, tokens: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         return self.mlp_denoise(tokens, c)

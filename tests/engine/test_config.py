@@ -92,6 +92,8 @@ def test_round_trip_through_dict():
         ("train.device=tpu", ["train.device", "cuda:N"]),
         ("data.hu_window.mode=log", ["data.hu_window.mode", "'window', 'minmax'"]),
         ("model.base_size=16", ["model.base_size", "stage 3"]),
+        ("model.highres_width=64", ["model.highres_width", "stage 3"]),
+        ("model.from_scratch=true", ["model.from_scratch", "only stage 2"]),
     ],
 )
 def test_bad_values_name_the_key_and_the_choices(override, must_mention):
@@ -130,6 +132,12 @@ def test_stage_rules():
         }
     )
     assert ok.model.base_size == 16
+    with pytest.raises(ConfigError, match="model.highres_width: must be a positive integer"):
+        config_from_dict(TINY | {"stage": 3, "model": {**ok.model.__dict__, "highres_width": 0}})
+    s2 = {"name": "PRDiT-XS/10/1", "input_size": 16, "from_scratch": True}
+    assert config_from_dict({**TINY, "stage": 2, "model": s2}).model.from_scratch
+    with pytest.raises(ConfigError, match="model.init_from must be empty"):
+        config_from_dict({**TINY, "stage": 2, "model": {**s2, "init_from": "runs/s1"}})
 
 
 def test_world_size_divides_the_global_batch():

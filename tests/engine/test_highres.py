@@ -80,6 +80,22 @@ def test_stage3_state_dict_and_config_round_trip():
     assert again.config == hr.config and again.base_frozen
 
 
+def test_a_narrow_branch_has_the_width_asked_for_and_round_trips():
+    base = _trained_looking_base()
+    full = build_highres_model(base, input_size=32, patch=10)
+    narrow = build_highres_model(base, input_size=32, patch=10, width=64)
+    swiglu = narrow.residual.mlp_denoise.mlp1
+    assert (swiglu.fc1_g.out_features, swiglu.fc2.in_features, swiglu.fc2.out_features) == (64, 64, 1000)
+    assert full.residual.mlp_denoise.mlp1.fc1_g.out_features == 1000  # default: the token width
+    saved = narrow.num_parameters(trainable_only=True)
+    assert saved < full.num_parameters(trainable_only=True) - 2 * 3 * (1000 - 64) * 1000 + 1
+    again = build_model_from_config(narrow.config.to_dict())
+    assert again.config.branch_width == 64
+    load_weights(again, narrow.state_dict())
+    with pytest.raises(ValueError, match="branch width must be a positive integer"):
+        build_highres_model(base, input_size=32, patch=10, width=0)
+
+
 def test_stage3_rejects_bad_sizes():
     base = build_model("PRDiT-XS/4/1", input_size=16)
     with pytest.raises(InputSizeError, match="integer multiple .* of the base model's 16"):

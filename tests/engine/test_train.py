@@ -133,6 +133,7 @@ def test_stage3_keeps_the_base_model_bit_identical(tmp_path):
             "base_size": 16,
             "input_size": 32,
             "highres_patch": 10,
+            "highres_width": 48,
             "init_from": str(tmp_path / "base"),
         },
         data={"phantom_count": 2},
@@ -150,8 +151,23 @@ def test_stage3_keeps_the_base_model_bit_identical(tmp_path):
     assert any(model[k].abs().sum() > 0 for k in residual if "linear_final" in k), "the branch did not train"
     net, info = ckpt.load_for_inference(tmp_path / "hr")
     assert (info.stage, info.base_size, info.input_size) == (3, 16, 32)
+    assert net.config.branch_width == 48 and info.extra["highres_width"] == 48
     with torch.no_grad():
         assert net(torch.zeros(1, 1, 32, 32, 32), torch.tensor([500])).shape == (1, 2, 32, 32, 32)
+
+
+def test_stage2_from_scratch_trains_local_and_global_parts_together(tmp_path):
+    cfg = tiny_cfg(
+        stage=2,
+        model={"name": "PRDiT-XS/10/1", "input_size": 16, "from_scratch": True},
+        data={"phantom_count": 2},
+        train={"max_steps": 2},
+    )
+    train(cfg, run_dir=tmp_path / "scratch", progress=False)
+    model, _, _ = _states(tmp_path / "scratch")
+    # both read-outs start at zero, so a non-zero one has been trained
+    for key in ("coarse.mlp_denoise.linear_final.weight", "fine.final_layer.linear.weight"):
+        assert model[key].abs().sum() > 0, f"{key} did not train"
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
