@@ -1,6 +1,6 @@
 """Compare a folder of generated volumes (FAKE) with a folder of real ones (REAL).
 
-Metrics (--metrics, comma-separated, default all): fid and mmd (on 2048-d features of a 3D
+Metrics (--metrics, comma-separated, default all): fid, kid and mmd (on 2048-d features of a 3D
 ResNet-50 with the MedicalNet architecture), msssim (diversity over pairs of generated volumes),
 critic (Wasserstein estimate of a WGAN-GP critic on held-out volumes), histogram (HU-histogram
 Wasserstein-1) and anatomy (body/lung/bone measures, fraction of generated volumes inside the real
@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--metrics",
         type=_metrics_arg,
         default="all",
-        help="comma-separated subset of fid,mmd,msssim,critic,histogram,anatomy (default: all)",
+        help="comma-separated subset of fid,kid,mmd,msssim,critic,histogram,anatomy (default: all)",
     )
     parser.add_argument(
         "--features",

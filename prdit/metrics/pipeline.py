@@ -45,16 +45,17 @@ from prdit.metrics.folders import (
 from prdit.metrics.histogram import HUHistogram, hu_wasserstein
 from prdit.metrics.msssim import MSSSIMConfig, ms_ssim, msssim_config
 
-ALL_METRICS: tuple[str, ...] = ("fid", "mmd", "msssim", "critic", "histogram", "anatomy")
+ALL_METRICS: tuple[str, ...] = ("fid", "kid", "mmd", "msssim", "critic", "histogram", "anatomy")
 _PRODUCTS_FOR = {
     "fid": "features",
+    "kid": "features",
     "mmd": "features",
     "msssim": "msssim",
     "critic": "critic",
     "histogram": "histogram",
     "anatomy": "anatomy",
 }
-_MIN_VOLUMES = {"fid": 2, "mmd": 2, "msssim": 2, "critic": 4, "histogram": 1, "anatomy": 1}
+_MIN_VOLUMES = {"fid": 2, "kid": 2, "mmd": 2, "msssim": 2, "critic": 4, "histogram": 1, "anatomy": 1}
 
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``; stages: ``"real"``/``"fake"`` (volumes read), ``"critic"``
@@ -416,6 +417,19 @@ def _compute_metrics(real: _FolderJob, fake: _FolderJob, s: EvalSettings, device
             "n_fake": len(fake.files),
         }
         timings["fid"] = time.perf_counter() - t
+    if "kid" in s.metrics:
+        from prdit.metrics.kid import kid
+
+        t = time.perf_counter()
+        k = kid(real.products["features"]["features"], fake.products["features"]["features"], seed=s.seed)
+        out["kid"] = {
+            "value": k.value,
+            "value_x1e3": k.value * 1e3,
+            "subset_std": k.subset_std,
+            "subset_size": k.subset_size,
+            "subsets": k.subsets,
+        }
+        timings["kid"] = time.perf_counter() - t
     if "mmd" in s.metrics:
         t = time.perf_counter()
         r = mmd_rbf(

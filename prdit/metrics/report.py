@@ -25,6 +25,7 @@ from prdit.atomic import write_text_atomic
 # (metric key, display name, note template filled from the metric's report entry)
 _ROWS = (
     ("fid", "3D FID", "lower is better; x1e3 as in the paper: {value_x1e3:.4g}"),
+    ("kid", "3D KID (unbiased)", "lower is better, ~0 for one distribution at any N; x1e3: {value_x1e3:.4g}"),
     ("mmd", "MMD (RBF, median heuristic)", "lower is better; gamma {gamma:.3g}"),
     (
         "msssim",

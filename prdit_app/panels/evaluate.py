@@ -72,6 +72,7 @@ from prdit_app.process_runner import LogView, ProcessRunner, RunOutcome, format_
 #: metric key -> (check-box label, tooltip); the order of ``prdit eval``'s table.
 METRICS: dict[str, tuple[str, str]] = {
     "fid": ("3D FID", "Fréchet distance of 3D ResNet-50 features (lower is better)"),
+    "kid": ("3D KID", "Unbiased kernel distance of the same features: comparable across sample sizes"),
     "mmd": ("MMD", "Maximum mean discrepancy of the same features, RBF kernel (lower is better)"),
     "msssim": ("MS-SSIM", "Mean MS-SSIM of random pairs of generated volumes (lower = more diverse)"),
     "critic": ("Critic W1", "Wasserstein estimate of a WGAN-GP critic on held-out volumes (slow on CPU)"),

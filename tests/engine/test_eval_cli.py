@@ -55,7 +55,7 @@ def test_eval_end_to_end_report_then_cached_second_run(folders, capsys, monkeypa
     assert data["real"]["shape"] == [32, 32, 32]
     assert data["comparable_with_published"] is False
     assert data["feature_extractor"]["identity"].startswith("default:resnet50-seed0-")
-    assert data["settings"]["metrics"] == ["fid", "mmd", "msssim", "critic", "histogram", "anatomy"]
+    assert data["settings"]["metrics"] == ["fid", "kid", "mmd", "msssim", "critic", "histogram", "anatomy"]
     assert data["settings"]["critic"]["iterations"] == 10 and data["settings"]["seed"] == 0
     assert {"prdit", "torch", "numpy", "scipy", "python"} <= set(data["software"])
     m = data["metrics"]

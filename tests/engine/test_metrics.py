@@ -25,6 +25,7 @@ from prdit.metrics.features import (
 )
 from prdit.metrics.fid import feature_stats, fid, frechet_distance
 from prdit.metrics.histogram import HUHistogram, hu_wasserstein
+from prdit.metrics.kid import kid
 from prdit.metrics.mmd import median_sq_distance, mmd_rbf
 from prdit.metrics.msssim import MSSSIMConfig, ms_ssim, msssim_config
 
@@ -201,6 +202,39 @@ def test_chunked_mmd_equals_bruteforce(n, m, chunk):
     assert result.gamma == pytest.approx(expected_gamma, rel=1e-12)
     assert result.mmd2 == pytest.approx(expected_mmd2, rel=1e-9, abs=1e-12)
     assert result.mmd == pytest.approx(math.sqrt(max(expected_mmd2, 0.0)), rel=1e-9)
+
+
+def test_kid_equals_the_written_out_u_statistic():
+    rng = np.random.default_rng(3)
+    r, f = rng.normal(size=(7, 5)), rng.normal(0.3, 1.0, size=(9, 5))
+
+    def k(a, b):
+        return (np.dot(a, b) / 5 + 1) ** 3
+
+    rr = sum(k(r[i], r[j]) for i in range(7) for j in range(7) if i != j) / (7 * 6)
+    ff = sum(k(f[i], f[j]) for i in range(9) for j in range(9) if i != j) / (9 * 8)
+    rf = sum(k(a, b) for a in r for b in f) / (7 * 9)
+    assert kid(r, f).value == pytest.approx(rr + ff - 2 * rf, rel=1e-12)
+
+
+def test_kid_is_unbiased_at_small_n_where_fid_is_not():
+    """Two sets from one distribution: KID averages ~0 at N = 4 and N = 32; FID falls with N."""
+    rng = np.random.default_rng(0)
+    kids, fids = {4: [], 32: []}, {4: [], 32: []}
+    for n in kids:
+        for _ in range(200):
+            a, b = rng.normal(size=(n, 16)), rng.normal(size=(n, 16))
+            kids[n].append(kid(a, b, subsets=0).value)
+            fids[n].append(fid(a, b))
+    shifted = kid(rng.normal(size=(32, 16)), rng.normal(0.5, 1.0, size=(32, 16)), subsets=0).value
+    for n, values in kids.items():
+        assert abs(np.mean(values)) < 3 * np.std(values) / np.sqrt(len(values)) + 1e-4, n
+    assert shifted > 10 * np.std(kids[32]) / np.sqrt(200)
+    assert np.mean(fids[4]) > 2 * np.mean(fids[32]) > 0
+    with pytest.raises(ValueError, match="at least 2 volumes"):
+        kid(np.zeros((1, 4)), np.zeros((3, 4)))
+    spread = kid(rng.normal(size=(20, 4)), rng.normal(size=(20, 4)), subsets=10)
+    assert spread.subset_size == 10 and spread.subset_std > 0
 
 
 def test_mmd_median_counts_the_zero_diagonal_like_torch_median():
