@@ -38,3 +38,32 @@ def resources_dir() -> Path:
 def resource(*parts: str) -> Path:
     """Path of a file inside the resources folder (it may not exist; callers check)."""
     return resources_dir().joinpath(*parts)
+
+
+MODEL_SUFFIXES = (".safetensors", ".pt", ".pth")
+
+
+def bundled_models(models_dir: Path | None = None) -> list[Path]:
+    """Checkpoints shipped in ``resources/models``: single files and checkpoint folders.
+
+    ``default.*`` (or the folder ``default``) comes first: it is the one the studio preselects and
+    ``prdit sample`` uses when given no checkpoint.
+    """
+    folder = Path(models_dir) if models_dir is not None else resource("models")
+    if not folder.is_dir():
+        return []
+    found = []
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith("."):
+            continue
+        if p.is_file() and p.suffix in MODEL_SUFFIXES:
+            found.append(p)
+        elif p.is_dir() and ((p / "meta.json").is_file() or (p / "checkpoints").is_dir()):
+            found.append(p)
+    found.sort(key=lambda p: (p.stem != "default", p.name))
+    return found
+
+
+def bundled_model(name: str = "default", models_dir: Path | None = None) -> Path | None:
+    """The bundled model called ``name`` (its file stem, e.g. ``default`` or ``fast-32``), or None."""
+    return next((p for p in bundled_models(models_dir) if p.stem == name or p.name == name), None)

@@ -124,6 +124,32 @@ class Volume:
         meta.update(metadata)
         return Volume(array, self.spacing, self.origin, self.direction.copy(), meta)
 
+    def resized(self, shape: Sequence[int]) -> Volume:
+        """Trilinear resampling to ``shape`` (D, H, W) over the same physical extent.
+
+        Voxel centres follow the half-voxel convention (PyTorch ``align_corners=False``,
+        ``scipy.ndimage.zoom(grid_mode=True)``): the volume's outer faces stay where they are, the
+        spacing scales by ``old / new`` and the first voxel centre moves by half the change of
+        spacing. Edges repeat the border value. Used for the honest "upsampled low resolution"
+        baseline of a higher-resolution model, and to bring inputs to a model's grid.
+        """
+        from scipy import ndimage
+
+        new = tuple(int(n) for n in shape)
+        if len(new) != 3 or min(new) < 1:
+            raise ValueError(f"resized needs three positive sizes (D, H, W), got {tuple(shape)}")
+        zoom = [n / o for n, o in zip(new, self.shape, strict=True)]
+        out = ndimage.zoom(self.array.astype(np.float32), zoom, order=1, mode="nearest", grid_mode=True)
+        spacing_ijk = np.array(self.spacing) * np.array(self.shape[::-1]) / np.array(new[::-1])
+        shift = self.direction @ ((spacing_ijk - np.array(self.spacing)) / 2.0)
+        return Volume(
+            out,
+            tuple(spacing_ijk),
+            tuple(np.array(self.origin) + shift),
+            self.direction.copy(),
+            dict(self.metadata),
+        )
+
     def same_geometry(self, other: Volume, atol: float = 1e-4) -> bool:
         """True when both volumes cover the same voxels in patient space."""
         return self.shape == other.shape and np.allclose(self.affine_lps(), other.affine_lps(), atol=atol)

@@ -1,18 +1,27 @@
 """Generate volumes from a trained model: NIfTI in HU with the true spacing, a JSON sidecar per
 sample (seed, sampler, steps, checkpoint SHA-256), PNG previews and optional DICOM series.
 
-CHECKPOINT is a run folder, a checkpoints/step_* folder, an exported .safetensors model, or a
-reference-layout .pt (then --model and --input-size may be needed). Sample i uses seed SEED+i, so
+CHECKPOINT is a run folder, a checkpoints/step_* folder, an exported .safetensors model, a
+reference-layout .pt (then --model and --input-size may be needed), or the name of a model bundled
+in resources/models (``default``: the 64^3 studio model, ``fast-32``: its 32^3 base); without it,
+the bundled default. Sample i uses seed SEED+i, so
 it is the same whatever --batch-size; under torchrun each rank writes its own share.
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="run folder, step folder, exported .safetensors or reference .pt")
+    parser.add_argument(
+        "checkpoint",
+        nargs="?",
+        default=None,
+        help="run folder, step folder, exported .safetensors, reference .pt, or the name of a bundled "
+        "model (default, fast-32); default: the bundled default model",
+    )
     parser.add_argument("--count", type=int, default=1, help="number of volumes (default 1)")
     parser.add_argument(
         "--steps",
@@ -66,6 +75,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def resolve_checkpoint_arg(arg: str | None) -> Path:
+    """A path as given, else a bundled model by name (``default``, ``fast-32``); None: the default."""
+    from prdit.cli import CliError
+    from prdit.paths import bundled_model, bundled_models, resource
+
+    if arg is not None and (Path(arg).exists() or Path(arg).suffix or "/" in arg):
+        return Path(arg)  # a path (a missing one is reported by the loader, naming it)
+    found = bundled_model(arg or "default")
+    if found is None:
+        names = ", ".join(p.stem for p in bundled_models()) or "none"
+        where = resource("models")
+        raise CliError(
+            f"no checkpoint {arg or '(none given)'}: not a file or folder, and not a bundled model "
+            f"in {where} (bundled: {names})"
+        )
+    if arg is None:
+        print(f"prdit sample: no checkpoint given; using the bundled default model {found}")
+    return found
+
+
 def run(args: argparse.Namespace) -> int:
     from prdit.cli import CliError
 
@@ -93,9 +122,10 @@ def run(args: argparse.Namespace) -> int:
         window = HUWindow(*args.hu_window) if args.hu_window else None
     except ValueError as exc:
         raise CliError(f"--hu-window: {exc}") from None
+    checkpoint = resolve_checkpoint_arg(args.checkpoint)
     try:
         model, info = load_for_inference(
-            args.checkpoint,
+            checkpoint,
             device=dist.device,
             use_ema=not args.raw_weights,
             model_name=args.model,
@@ -154,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
             dicom=args.dicom,
             overwrite=args.overwrite,
             skip_existing=args.skip_existing,
-            checkpoint_label=str(args.checkpoint),
+            checkpoint_label=str(checkpoint),
             on_step=on_step,
             on_sample=on_sample,
         )

@@ -38,7 +38,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from prdit.paths import resource
+from prdit.paths import bundled_models, resource
 from prdit.sampler_defaults import SamplerDefaults
 from prdit.volume import Volume
 from prdit_app.dialogs import show_error
@@ -62,26 +62,6 @@ _SIZE_DESCRIPTION = {"XS": "192 wide, 6 heads", "S": "384 wide, 6 heads", "B": "
 
 
 # --------------------------------------------------------------------------- model discovery
-def bundled_models(models_dir: Path | None = None) -> list[Path]:
-    """Checkpoints shipped in ``resources/models``: single files and checkpoint folders.
-
-    ``default.*`` (or the folder ``default``) comes first: it is the one preselected.
-    """
-    folder = Path(models_dir) if models_dir is not None else resource("models")
-    if not folder.is_dir():
-        return []
-    found = []
-    for p in sorted(folder.iterdir()):
-        if p.name.startswith("."):
-            continue
-        if p.is_file() and p.suffix in (".safetensors", ".pt", ".pth"):
-            found.append(p)
-        elif p.is_dir() and ((p / "meta.json").is_file() or (p / "checkpoints").is_dir()):
-            found.append(p)
-    found.sort(key=lambda p: (p.stem != "default", p.name))
-    return found
-
-
 def peek_model_info(path: Path) -> ModelInfo | None:
     """What a checkpoint holds, read from its metadata only (no weights), or None if unknown.
 

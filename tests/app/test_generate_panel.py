@@ -16,9 +16,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _fakes import CountingModel, fake_source  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
 
+from prdit.paths import bundled_model, bundled_models  # noqa: E402
 from prdit_app.panels.generate import (  # noqa: E402
     GeneratePanel,
-    bundled_models,
     describe_model,
     format_eta,
     peek_model_info,
@@ -71,6 +71,8 @@ def test_bundled_default_is_preselected_and_described(qtbot, tmp_path):
     _write_model_file(models / "default.safetensors")
     (models / "notes.txt").write_text("not a model", encoding="utf-8")
     assert [p.name for p in bundled_models(models)] == ["default.safetensors", "another.safetensors"]
+    assert bundled_model("another", models) == models / "another.safetensors"
+    assert bundled_model("missing", models) is None
     p = GeneratePanel(models_dir=models)
     qtbot.addWidget(p)
     assert p.model_combo.currentText().startswith("default")

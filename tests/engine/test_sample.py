@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -173,3 +174,23 @@ def test_bad_arguments_are_clear(run_dir, tmp_path):
         _cli(str(tmp_path / "missing"), "--out", str(tmp_path), "--device", "cpu")
     with pytest.raises(ValueError, match="sampling steps"):
         _cli(str(run_dir), "--steps", "5000", "--out", str(tmp_path), "--device", "cpu", "--no-progress")
+
+
+def test_bundled_models_are_found_by_name(run_dir, tmp_path, monkeypatch, capsys):
+    """No checkpoint: the bundled default; a bare name: the bundled model of that name."""
+    res = tmp_path / "resources"
+    (res / "models").mkdir(parents=True)
+    ckpt.export_model(run_dir, res / "models" / "default.safetensors")
+    ckpt.export_model(run_dir, res / "models" / "fast-32.safetensors")
+    monkeypatch.setenv("PRDIT_RESOURCES", str(res))
+    monkeypatch.chdir(tmp_path)
+    assert sample_cli.resolve_checkpoint_arg(None) == res / "models" / "default.safetensors"
+    assert "using the bundled default model" in capsys.readouterr().out
+    assert sample_cli.resolve_checkpoint_arg("fast-32") == res / "models" / "fast-32.safetensors"
+    assert sample_cli.resolve_checkpoint_arg("runs/x") == Path("runs/x")  # a path stays a path
+    with pytest.raises(CliError, match=r"not a bundled model .*bundled: default, fast-32"):
+        sample_cli.resolve_checkpoint_arg("fast-64")
+    _cli("--count", "1", "--steps", "2", "--out", str(tmp_path / "s"), "--device", "cpu", "--no-progress")
+    sidecar = json.loads((tmp_path / "s" / "sample_00000.json").read_text(encoding="utf-8"))
+    assert sidecar["checkpoint"].endswith("default.safetensors") and sidecar["steps"] == 2
+    assert (tmp_path / "s" / "sample_00000.nii.gz").is_file()

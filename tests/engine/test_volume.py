@@ -57,3 +57,26 @@ def test_sitk_bridge_keeps_geometry_and_values():
 def test_invalid_volumes_are_refused(kwargs, words):
     with pytest.raises(ValueError, match=words):
         Volume(**kwargs)
+
+
+def test_resized_keeps_the_physical_extent_and_matches_torch_trilinear():
+    import torch
+    import torch.nn.functional as F
+
+    a = np.random.default_rng(0).normal(size=(8, 6, 4)).astype(np.float32)
+    rot = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    v = Volume(a, spacing=(2.0, 3.0, 4.0), origin=(10.0, 20.0, 30.0), direction=rot)
+    up = v.resized((16, 12, 8))
+    x = torch.from_numpy(a)[None, None]
+    ref = F.interpolate(x, size=(16, 12, 8), mode="trilinear", align_corners=False)
+    np.testing.assert_allclose(up.array, ref[0, 0].numpy(), atol=1e-5)
+    assert up.spacing == (1.0, 1.5, 2.0)
+    # the outer faces (first centre minus half a voxel, last centre plus half) do not move
+    for vol in (v, up):
+        d, h, w = vol.shape
+        lo = vol.index_to_lps((-0.5, -0.5, -0.5))
+        hi = vol.index_to_lps((w - 0.5, h - 0.5, d - 0.5))
+        np.testing.assert_allclose(lo, v.index_to_lps((-0.5, -0.5, -0.5)), atol=1e-9)
+        np.testing.assert_allclose(hi, v.index_to_lps((3.5, 5.5, 7.5)), atol=1e-9)
+    with pytest.raises(ValueError, match="three positive sizes"):
+        v.resized((0, 4, 4))
