@@ -302,7 +302,8 @@ def load_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[st
 
 # ---------------------------------------------------------------------------------------------- int8 shipping
 QSCALE_SUFFIX = ".qscale"
-HIGHRES_META_KEYS = ("highres_patch", "highres_width")  # a stage-3 file's residual-branch geometry
+# a stage-3 file's geometry: its residual branch, and the whole nested config (cascades)
+HIGHRES_META_KEYS = ("highres_patch", "highres_width", "model_config")
 INT8_SCHEME = "int8-per-output-channel"
 
 
@@ -404,13 +405,21 @@ class InferenceInfo:
 def build_model_from_meta(meta: dict[str, Any], attention: str | None = None) -> nn.Module:
     """A fresh (untrained) network of the variant and size that ``meta`` describes.
 
-    Stage 3 (``meta["stage"] == 3``): the base variant at ``base_size`` wrapped, frozen, by a
-    full-resolution residual branch at ``input_size``.
+    Stage 3 (``meta["stage"] == 3``): the whole stored geometry (``model_config``, which nests
+    the bases of a cascade); files written before it existed: the base variant at ``base_size``
+    wrapped, frozen, by a residual branch of ``highres_patch``/``highres_width`` at ``input_size``.
     """
     from prdit.models import build_highres_model, build_model
 
     if attention == "auto":
         attention = None  # follow the process default ($PRDIT_ATTENTION, else auto)
+    if int(meta.get("stage", 1)) == 3 and meta.get("model_config"):
+        from prdit.models import build_model_from_config
+
+        model = build_model_from_config(meta["model_config"])
+        if attention is not None:
+            model.set_attention_backend(attention)
+        return model
     if int(meta.get("stage", 1)) == 3:
         base = build_model(meta["model_name"], input_size=int(meta["base_size"]), attention=attention)
         width = meta.get("highres_width")

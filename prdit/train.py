@@ -272,7 +272,10 @@ def build_training_model(cfg: Config, hu_window: HUWindow, log: Callable[[str], 
         raise TrainingSetupError(
             f"model.base_size: {base_size}, but {source} was trained at {meta['input_size']}^3"
         )
-    base = build_model(cfg.model.name, input_size=base_size, attention=attention)
+    if meta.get("format") == "reference":
+        base = build_model(cfg.model.name, input_size=base_size, attention=attention)
+    else:  # ours: a PRDiT, or a stage-3 model for a cascade (64^3 -> 128^3 reusing 32^3 -> 64^3)
+        base = ckpt.build_model_from_meta(meta, attention=attention)
     from prdit.models import load_weights
 
     try:
@@ -627,6 +630,8 @@ class Trainer:
             "base_size": c.model.base_size,
             "highres_patch": c.model.highres_patch if c.stage == 3 else None,
             "highres_width": c.model.highres_width if c.stage == 3 else None,
+            # the whole stage-3 geometry, nested bases included (a cascade rebuilds from this)
+            "model_config": unwrap(self.raw_model).config.to_dict() if c.stage == 3 else None,
             "hu_window": self.hu_window.to_dict(),
             "spacing": self.spacing,
             "config": c.to_dict(),

@@ -48,7 +48,8 @@ def build_model(
 def build_model_from_config(config: PRDiTConfig | HighResConfig | dict) -> PRDiT | HighResPRDiT:
     """Rebuild a fresh model from a stored ``model.config`` (or its ``to_dict()``), e.g. from a checkpoint.
 
-    A stage-3 config (it has a ``base`` entry) rebuilds the base and wraps it. Fields that disagree
+    A stage-3 config (it has a ``base`` entry) rebuilds the base (a PRDiT or, for a cascade,
+    another stage-3 model) and wraps it. Fields that disagree
     with the registry (a hand-edited or foreign file) are an error rather than silently corrected.
     """
     if isinstance(config, dict) and "base" in config:

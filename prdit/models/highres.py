@@ -14,6 +14,9 @@ Spec section 5. For a noisy volume ``x`` at the high resolution:
 
 Only the new branch trains (:meth:`HighResPRDiT.trainable_parameters`); the base stays
 bit-identical. :meth:`HighResPRDiT.unfreeze_base` exists for the optional short joint fine-tune.
+
+The base may itself be a stage-3 model: the same step one level up (32^3 -> 64^3 -> 128^3) is a
+cascade of frozen models, each adding its own full-resolution residual.
 """
 
 from __future__ import annotations
@@ -75,6 +78,19 @@ class HighResConfig:
     def token_dim(self) -> int:
         return self.in_channels * self.patch**3
 
+    def check_size(self, size: int, what: str = "input size") -> None:
+        """Raise :class:`InputSizeError` unless both this branch and the base tile ``size``."""
+        if size % self.factor:
+            raise InputSizeError(
+                f"{self.name}: {what} {size} is not a multiple of the {self.factor}x factor between the "
+                f"high-resolution branch ({self.input_size}) and the base model "
+                f"({self.input_size // self.factor})"
+            )
+        self.branch.check_size(size, what=what)
+        base_config(self.base).check_size(
+            size // self.factor, what=f"downsampled {what} {size // self.factor}"
+        )
+
     @property
     def out_dim(self) -> int:
         return self.stride**3 * self.out_channels
@@ -87,10 +103,15 @@ class HighResConfig:
         return config_from_dict(cls, data, "high-resolution config")
 
 
-class HighResPRDiT(nn.Module):
-    """Frozen low-resolution PRDiT + trainable full-resolution local residual; same call signature."""
+def base_config(data: dict[str, Any]) -> PRDiTConfig | HighResConfig:
+    """The stored config of a stage-3 model's base: a PRDiT's, or (a cascade) another stage 3's."""
+    return HighResConfig.from_dict(data) if "base" in data else PRDiTConfig.from_dict(data)
 
-    def __init__(self, base: PRDiT, config: HighResConfig) -> None:
+
+class HighResPRDiT(nn.Module):
+    """Frozen low-resolution model + trainable full-resolution local residual; same call signature."""
+
+    def __init__(self, base: PRDiT | HighResPRDiT, config: HighResConfig) -> None:
         super().__init__()
         self.config = config
         self.base = base
@@ -148,15 +169,8 @@ class HighResPRDiT(nn.Module):
             raise ValueError(f"{c.name}: expected a volume batch [B, {c.in_channels}, D, H, W], got {shape}")
         lo = []
         for axis, size in zip("DHW", x.shape[2:], strict=True):
-            size = int(size)
-            if size % c.factor:
-                raise InputSizeError(
-                    f"{c.name}: edge {axis}={size} is not a multiple of the {c.factor}x factor between the "
-                    f"high-resolution branch ({c.input_size}) and the base model ({c.input_size // c.factor})"
-                )
-            c.branch.check_size(size, what=f"edge {axis}={size}")
-            self.base.config.check_size(size // c.factor, what=f"downsampled edge {axis}={size // c.factor}")
-            lo.append(size // c.factor)
+            c.check_size(int(size), what=f"edge {axis}")
+            lo.append(int(size) // c.factor)
         return tuple(lo)  # type: ignore[return-value]
 
     def upsampled_base(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -182,13 +196,15 @@ class HighResPRDiT(nn.Module):
 
 
 def build_highres_model(
-    base_model: PRDiT, input_size: int = 256, patch: int = 12, width: int | None = None
+    base_model: PRDiT | HighResPRDiT, input_size: int = 256, patch: int = 12, width: int | None = None
 ) -> HighResPRDiT:
     """Wrap a trained low-resolution ``base_model`` (frozen) for ``input_size`` with a new residual
     branch of patch ``patch`` (stride 8, reflect pad ``(patch - 8) // 2``) and SwiGLU width
-    ``width`` (None: the token width ``patch^3``)."""
-    if not isinstance(base_model, PRDiT):
-        raise TypeError(f"build_highres_model needs a PRDiT base model, got {type(base_model).__name__}")
+    ``width`` (None: the token width ``patch^3``). The base may be a stage-3 model (a cascade)."""
+    if not isinstance(base_model, PRDiT | HighResPRDiT):
+        raise TypeError(
+            f"build_highres_model needs a PRDiT or stage-3 base model, got {type(base_model).__name__}"
+        )
     bc = base_model.config
     if bc.out_channels != 2 * bc.in_channels:
         raise ValueError(
