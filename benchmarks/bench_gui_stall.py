@@ -49,7 +49,7 @@ def run_one(app, model_name: str, size: int, steps: int, threads: int, with_3d: 
     panel.steps_spin.setValue(steps)
     panel.samples_spin.setValue(samples)
     panel.device_combo.setCurrentIndex(panel.device_combo.findData("cpu"))
-    os.environ["PRDIT_TORCH_THREADS"] = str(threads)
+    os.environ["PRDIT_THREADS"] = str(threads)
     for _ in range(20):
         app.processEvents()
     load = os.getloadavg()[0]

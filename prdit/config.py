@@ -113,7 +113,9 @@ class TrainConfig:
     tf32: bool = True
     activation_checkpointing: bool = False
     device: str = "auto"  # auto, cpu, cuda, cuda:N
-    threads: int = 0  # CPU threads for torch (0: leave torch's default)
+    # CPU threads for torch; 0: prdit.threads' choice ($PRDIT_THREADS, else the free cores), made
+    # once at the start so that a run's arithmetic does not change with the machine's load
+    threads: int = 0
 
 
 @dataclass

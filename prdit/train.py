@@ -492,8 +492,12 @@ class Trainer:
         self.callback = callback
         self.show_progress = cfg.log.progress if progress is None else progress
         self.history: list[dict[str, Any]] = []
-        if cfg.train.threads:
-            torch.set_num_threads(cfg.train.threads)
+        if self.device.type == "cpu":
+            from prdit.threads import apply_threads, choose_threads
+
+            choice = choose_threads(cfg.train.threads or None)
+            apply_threads(choice)
+            self.log(f"torch computes with {choice.describe()}")
         self._setup_precision()
 
         if not resume:

@@ -39,30 +39,14 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 from prdit.data.normalize import HUWindow
 from prdit.sampler_defaults import META_KEY as SAMPLING_META_KEY
 from prdit.sampler_defaults import SamplerDefaults
+from prdit.threads import ThreadGovernor, apply_threads, choose_threads
 from prdit.volume import Volume
 
 # --------------------------------------------------------------------------- threads
-#: Intra-op threads torch uses while the studio samples. Measured on the 2-core CI machine
-#: (benchmarks/bench_gui_stall.py, docs/benchmarks.md "Studio generation"): 2 threads give the
-#: best step time and the GUI's worst event-loop gap stays far below 100 ms, because torch kernels
-#: release the interpreter lock and the OS scheduler still gives the GUI thread its turn.
-DEFAULT_TORCH_THREADS = 2
-
-
-def recommended_torch_threads(cpu_count: int | None = None) -> int:
-    """Threads for sampling on CPU: all cores up to 8, but at least 1.
-
-    Beyond ~8 threads small 3D models stop scaling; the GUI thread needs no core of its own
-    because it sleeps in the event loop almost all the time.
-    """
-    env = os.environ.get("PRDIT_TORCH_THREADS")
-    if env:
-        try:
-            return max(1, int(env))
-        except ValueError as exc:
-            raise ValueError(f"PRDIT_TORCH_THREADS must be an integer, got {env!r}") from exc
-    n = cpu_count if cpu_count is not None else (os.cpu_count() or DEFAULT_TORCH_THREADS)
-    return max(1, min(8, n))
+#: The automatic thread choice (prdit.threads: the free cores) is capped here: the studio's small
+#: 3D models stop scaling at ~8 threads, and the GUI thread needs no core of its own because it
+#: sleeps in the event loop almost all the time.
+MAX_AUTO_THREADS = 8
 
 
 _ENGINE_MODULES = ("prdit.models", "prdit.diffusion", "prdit.checkpoint", "prdit.sampling")
@@ -438,6 +422,7 @@ class SamplingWorker(QObject):
         self.steps_emitted = 0  # every Step converted and handed over (views may skip some)
         self.info: ModelInfo | None = None  # set on the worker thread once the model is loaded
         self.cancelled_at_step: int | None = None
+        self.threads: ThreadGovernor | None = None
 
     def cancel(self) -> None:
         """Thread-safe: ask the loop to stop after the step in progress."""
@@ -451,13 +436,12 @@ class SamplingWorker(QObject):
     def run(self) -> None:
         request = self.request
         _lower_thread_priority()
-        threads = request.torch_threads or recommended_torch_threads()
-        if torch.get_num_threads() != threads:
-            torch.set_num_threads(threads)
         gen: Iterator[Any] | None = None
         phase = "settings"
         try:
             request.validate()
+            choice = choose_threads(request.torch_threads, max_threads=MAX_AUTO_THREADS)
+            self.threads = apply_threads(choice, max_threads=MAX_AUTO_THREADS)
             phase = "load"
             gen, info = self.source(self)
             self.info = info
@@ -500,6 +484,8 @@ class SamplingWorker(QObject):
                 final = done >= total
                 update = StepUpdate(index, total, int(step.t), x0_hu, xt_hu, elapsed, rate, eta, final)
                 self.steps_emitted += 1
+                if self.threads is not None:
+                    self.threads.tick()  # follow the free cores while other programs come and go
                 if self.on_step is not None:
                     self.on_step(update)
                 if self.slot.put(update):

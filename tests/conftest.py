@@ -6,6 +6,8 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# the thread policy's automatic choice follows the load; tests compare runs bit for bit
+os.environ.setdefault("PRDIT_THREADS", "2")
 
 import pytest  # noqa: E402
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 
+from prdit.cli.threads import add_threads_argument, threads_for_cpu
+
 
 def _metrics_arg(text: str) -> tuple[str, ...]:
     from prdit.metrics.pipeline import ALL_METRICS
@@ -96,6 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="FAKE intensities: auto (HU, refusing [-1, 1] data; default), hu (trusted) or unit [-1, 1]",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_threads_argument(parser)
 
 
 class _Bars:
@@ -162,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
     except (RuntimeError, ValueError) as exc:
         raise CliError(str(exc)) from exc
     bars = _Bars(enabled=info.is_main and not args.no_progress)
+    threads_for_cpu(args.threads, info.device, "prdit eval" if info.is_main else None)
     try:
         report = evaluate_folders(args.real, args.fake, settings, progress=bars, dist_info=info)
     except (FolderError, WeightsError, VolumeReadError) as exc:

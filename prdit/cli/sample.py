@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from prdit.cli.threads import add_threads_argument, threads_for_cpu
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -73,6 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace existing samples")
     parser.add_argument("--skip-existing", action="store_true", help="only generate samples not yet written")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_threads_argument(parser)
 
 
 def resolve_checkpoint_arg(arg: str | None) -> Path:
@@ -170,6 +173,15 @@ def run(args: argparse.Namespace) -> int:
             bar.set_postfix(last=out.nifti.name, s_per_vol=f"{out.seconds:.1f}", refresh=False)
     else:
         on_step = on_sample = None  # type: ignore[assignment]
+    governor = threads_for_cpu(args.threads, dist.device, "prdit sample" if dist.is_main else None)
+    progress_step = on_step
+
+    def on_step(done: int, total: int) -> None:  # noqa: F811 - wraps the progress bar's callback
+        if governor is not None:
+            governor.tick()
+        if progress_step is not None:
+            progress_step(done, total)
+
     t0 = time.perf_counter()
     try:
         results = generate_to_folder(

@@ -38,6 +38,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-steps", type=int, help="shortcut for --set train.max_steps=N")
     parser.add_argument("--device", help="shortcut for --set train.device=DEV (auto, cpu, cuda, cuda:N)")
     parser.add_argument("--init-from", metavar="CHECKPOINT", help="shortcut for --set model.init_from=PATH")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="shortcut for --set train.threads=N (CPU threads; default: $PRDIT_THREADS, else the cores "
+        "other programs leave free when the run starts)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs and metrics only)")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
@@ -69,6 +76,8 @@ def _run(args: argparse.Namespace) -> int:
         overrides.append(f"train.device={args.device}")
     if args.init_from:
         overrides.append(f"model.init_from={args.init_from}")
+    if args.threads is not None:
+        overrides.append(f"train.threads={args.threads}")
     if args.out:
         overrides.append(f"out_dir={args.out}")
     try:

@@ -24,7 +24,6 @@ from prdit_app.worker import (  # noqa: E402
     SamplingController,
     StallMeter,
     describe_error,
-    recommended_torch_threads,
     resolve_device,
 )
 
@@ -202,7 +201,6 @@ def test_model_info_labels_and_device():
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     with pytest.raises(ValueError, match="unknown device"):
         resolve_device("tpu")
-    assert recommended_torch_threads(2) == 2 and recommended_torch_threads(64) == 8
 
 
 # --------------------------------------------------------------------------- with the real engine
