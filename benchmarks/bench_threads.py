@@ -78,8 +78,8 @@ def main() -> int:
     med = {k: statistics.median(v) for k, v in times.items()}
     share = min(1.0, cores / (args.hogs + 1))
     ideal = med[("quiet", "1")] / share
-    print(f"\n{args.model}, {args.count} volume(s), {cores} usable cores, {args.hogs} busy processes when loaded; "
-          f"load average {load0:.1f} at the start; median of {args.rounds} interleaved rounds")  # fmt: skip
+    print(f"\n{args.model}, {args.count} volume(s), {cores} usable cores, {args.hogs} busy processes "
+          f"when loaded; load average {load0:.1f} at the start; median of {args.rounds} rounds")  # fmt: skip
     print(f"ideal time under load: quiet 1-thread time / {share:.2f} cores = {ideal:.2f} s\n")
     print("| threads | quiet | loaded | loaded / ideal |")
     print("|---|---|---|---|")
