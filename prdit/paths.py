@@ -67,3 +67,25 @@ def bundled_models(models_dir: Path | None = None) -> list[Path]:
 def bundled_model(name: str = "default", models_dir: Path | None = None) -> Path | None:
     """The bundled model called ``name`` (its file stem, e.g. ``default`` or ``fast-32``), or None."""
     return next((p for p in bundled_models(models_dir) if p.stem == name or p.name == name), None)
+
+
+class NoSuchModelError(ValueError):
+    """Neither an existing path nor the name of a bundled model."""
+
+
+def resolve_model_arg(arg: str | None) -> Path:
+    """A command-line model argument: a path as given, else a bundled model by name; None: the default.
+
+    Anything that looks like a path (a separator or a suffix) stays a path even when missing, so
+    the loader reports it by its name; a bare word that is neither gets the bundled names listed.
+    """
+    if arg is not None and (Path(arg).exists() or Path(arg).suffix or "/" in arg or os.sep in arg):
+        return Path(arg)
+    found = bundled_model(arg or "default")
+    if found is None:
+        names = ", ".join(p.stem for p in bundled_models()) or "none"
+        raise NoSuchModelError(
+            f"no checkpoint {arg or '(none given)'}: not a file or folder, and not a bundled model in "
+            f"{resource('models')} (bundled: {names})"
+        )
+    return found

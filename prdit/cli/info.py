@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "path",
         help="volume file, DICOM folder, dataset folder, or checkpoint (training run folder, step_* "
-        "folder, exported .safetensors, reference .pt)",
+        "folder, exported .safetensors, reference .pt, or a bundled model's name: default, fast-32)",
     )
     parser.add_argument("--series", default=None, help="SeriesInstanceUID in a DICOM folder")
     parser.add_argument("--key", default=None, help="array key inside a .npz file")
@@ -84,8 +84,12 @@ def run(args: argparse.Namespace) -> int:
 
     from prdit.cli import CliError
     from prdit.data.io import MultipleSeriesError, VolumeReadError, read_volume
+    from prdit.paths import NoSuchModelError, resolve_model_arg
 
-    path = Path(args.path)
+    try:
+        path = resolve_model_arg(args.path)
+    except NoSuchModelError:
+        path = Path(args.path)
     if not path.exists():
         raise CliError(f"{path}: no such file or folder")
     if is_checkpoint(path):

@@ -79,20 +79,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def resolve_checkpoint_arg(arg: str | None) -> Path:
-    """A path as given, else a bundled model by name (``default``, ``fast-32``); None: the default."""
+    """:func:`prdit.paths.resolve_model_arg` for the CLI: says when it falls back to the default."""
     from prdit.cli import CliError
-    from prdit.paths import bundled_model, bundled_models, resource
+    from prdit.paths import NoSuchModelError, resolve_model_arg
 
-    if arg is not None and (Path(arg).exists() or Path(arg).suffix or "/" in arg):
-        return Path(arg)  # a path (a missing one is reported by the loader, naming it)
-    found = bundled_model(arg or "default")
-    if found is None:
-        names = ", ".join(p.stem for p in bundled_models()) or "none"
-        where = resource("models")
-        raise CliError(
-            f"no checkpoint {arg or '(none given)'}: not a file or folder, and not a bundled model "
-            f"in {where} (bundled: {names})"
-        )
+    try:
+        found = resolve_model_arg(arg)
+    except NoSuchModelError as exc:
+        raise CliError(str(exc)) from None
     if arg is None:
         print(f"prdit sample: no checkpoint given; using the bundled default model {found}")
     return found

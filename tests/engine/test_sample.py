@@ -194,3 +194,15 @@ def test_bundled_models_are_found_by_name(run_dir, tmp_path, monkeypatch, capsys
     sidecar = json.loads((tmp_path / "s" / "sample_00000.json").read_text(encoding="utf-8"))
     assert sidecar["checkpoint"].endswith("default.safetensors") and sidecar["steps"] == 2
     assert (tmp_path / "s" / "sample_00000.nii.gz").is_file()
+
+
+def test_info_takes_a_bundled_name_and_survives_a_closed_pipe(tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        f"{sys.executable} -m prdit info fast-32 | head -n 1",
+        shell=True, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert out.stdout.strip().endswith("fast-32.safetensors: exported model")
+    assert "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr
