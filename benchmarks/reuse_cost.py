@@ -55,15 +55,18 @@ def read_curve(run: Path) -> dict:
     rates: list[tuple[int, float, float]] = []  # (step, time, steps_per_s)
     vals: list[tuple[int, float]] = []
     start = finished = None
+    offset = last = 0.0  # a resumed run restarts elapsed_s: continue its clock where the last one ended
     for line in path.read_text(encoding="utf-8").splitlines():
         row = json.loads(line)
-        if row.get("event") == "start" and start is None:
-            start = float(row["time"])
+        if row.get("event") == "start":
+            start = float(row["time"]) if start is None else start
+            offset = last
         if row.get("event") == "finished":
             finished = int(row["step"])
         if "elapsed_s" in row:
-            elapsed[int(row["step"])] = float(row["elapsed_s"])
-            rates.append((int(row["step"]), float(row["elapsed_s"]), float(row["steps_per_s"])))
+            last = offset + float(row["elapsed_s"])
+            elapsed[int(row["step"])] = last
+            rates.append((int(row["step"]), last, float(row["steps_per_s"])))
         if "val_loss_ema" in row:
             vals.append((int(row["step"]), float(row["val_loss_ema"])))
     curve = [(s, elapsed.get(s), v) for s, v in vals]
