@@ -266,7 +266,7 @@ def main() -> int:
         }
     f_floor, f_model, f_ceil = (results[k]["fid"] for k in ("floor", "model", "ceiling"))
     summary = {
-        "settings": vars(args) | {"out": str(out), "model": str(args.model)},
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "sampling_time": timing,
         "results": results,
         "heldout_range": {k: [float(lo[k]), float(hi[k])] for k in lo},
