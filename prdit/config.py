@@ -57,6 +57,9 @@ class ModelConfig:
     highres_patch: int = 12
     # Stage 3 only: SwiGLU width of that branch (null: the token width patch^3, as in stage 1).
     highres_width: int | None = None
+    # Stage 3 only: where the base's upsampled image lands: "block" (the spec: block centres) or
+    # "picked" (the voxels nearest downsampling fed it; no drift, see prdit/models/highres.py).
+    highres_alignment: Literal["block", "picked"] = "block"
     # Stage 2 only: train the whole model (local denoiser and global branch) jointly from random
     # weights instead of loading a frozen stage-1 checkpoint. Not the paper's recipe: it is the
     # from-scratch baseline that stage-3 reuse is measured against (benchmarks/reuse_cost.py).
@@ -382,6 +385,8 @@ def validate(cfg: Config, world_size: int = 1) -> Config:
             raise ConfigError("model.base_size: only used by stage 3")
         if cfg.model.highres_width is not None:
             raise ConfigError("model.highres_width: only used by stage 3")
+        if cfg.model.highres_alignment != "block":
+            raise ConfigError("model.highres_alignment: only used by stage 3")
         model_spec(cfg.model.name, "model.input_size", cfg.model.input_size)
         return cfg
     # Stage 3: a frozen base at base_size reused at input_size (an integer multiple of it).

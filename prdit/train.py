@@ -283,7 +283,11 @@ def build_training_model(cfg: Config, hu_window: HUWindow, log: Callable[[str], 
     except ValueError as exc:
         raise TrainingSetupError(f"model.init_from: {source}: {exc}") from None
     model = build_highres_model(
-        base, input_size=cfg.model.input_size, patch=cfg.model.highres_patch, width=cfg.model.highres_width
+        base,
+        input_size=cfg.model.input_size,
+        patch=cfg.model.highres_patch,
+        width=cfg.model.highres_width,
+        alignment=cfg.model.highres_alignment,
     )
     log(f"stage 3: {cfg.model.name} at {base_size}^3 loaded from {source} ({kind} weights) and frozen")
     return model

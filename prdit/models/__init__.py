@@ -57,7 +57,11 @@ def build_model_from_config(config: PRDiTConfig | HighResConfig | dict) -> PRDiT
     if isinstance(config, HighResConfig):
         base = build_model_from_config(config.base)
         return build_highres_model(
-            base, input_size=config.input_size, patch=config.patch, width=config.branch_width
+            base,
+            input_size=config.input_size,
+            patch=config.patch,
+            width=config.branch_width,
+            alignment=config.alignment,
         )
     cfg = PRDiTConfig.from_dict(config) if isinstance(config, dict) else config
     canonical = model_config(cfg.name, cfg.input_size, cfg.in_channels, cfg.out_channels, cfg.attention)

@@ -57,6 +57,12 @@ class HighResConfig:
     factor: int
     base: dict[str, Any] = field(default_factory=dict)
     branch_width: int | None = None
+    # Where the base's answer for low-resolution voxel i lands when its image is upsampled:
+    # "block": the centre of high-resolution block [f i, f i + f) (the spec: trilinear,
+    # align_corners False); "picked": high-resolution voxel f i, the one nearest downsampling fed
+    # the base. "block" displaces each estimate by (f - 1) / 2 voxels along every axis, and the
+    # bundled 64^3 model's samples drift ~5 mm (docs/bundled-model.md); "picked" does not.
+    alignment: str = "block"
 
     @property
     def branch(self) -> PRDiTConfig:
@@ -101,6 +107,24 @@ class HighResConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> HighResConfig:
         return config_from_dict(cls, data, "high-resolution config")
+
+
+ALIGNMENTS = ("block", "picked")
+
+
+def upsample_to_picked(lo: torch.Tensor, factor: int) -> torch.Tensor:
+    """Trilinear upsampling by ``factor`` with low-resolution voxel ``i`` at high-resolution voxel
+    ``factor * i``: the inverse of nearest downsampling, which picks that voxel
+    (``upsample_to_picked(v, f)[..., ::f, ::f, ::f] == v``). Beyond the last one the border value
+    repeats."""
+    b, c = lo.shape[:2]
+    axes = []
+    for n in lo.shape[2:]:
+        j = torch.arange(n * factor, device=lo.device, dtype=lo.dtype)
+        axes.append((2 * (j / factor) + 1) / n - 1)  # normalised coordinate of j / factor
+    gz, gy, gx = torch.meshgrid(*axes, indexing="ij")
+    grid = torch.stack([gx, gy, gz], dim=-1).unsqueeze(0).expand(b, -1, -1, -1, -1)
+    return F.grid_sample(lo, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 def base_config(data: dict[str, Any]) -> PRDiTConfig | HighResConfig:
@@ -181,7 +205,10 @@ class HighResPRDiT(nn.Module):
             out_lo = self.base(x_lo, t)
         c = self.config.in_channels
         noise = F.interpolate(out_lo[:, :c], size=x.shape[2:], mode="nearest")
-        image = F.interpolate(out_lo[:, c:], size=x.shape[2:], mode="trilinear", align_corners=False)
+        if self.config.alignment == "picked":
+            image = upsample_to_picked(out_lo[:, c:], self.config.factor)
+        else:
+            image = F.interpolate(out_lo[:, c:], size=x.shape[2:], mode="trilinear", align_corners=False)
         return torch.cat([noise, image], dim=1)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -196,7 +223,11 @@ class HighResPRDiT(nn.Module):
 
 
 def build_highres_model(
-    base_model: PRDiT | HighResPRDiT, input_size: int = 256, patch: int = 12, width: int | None = None
+    base_model: PRDiT | HighResPRDiT,
+    input_size: int = 256,
+    patch: int = 12,
+    width: int | None = None,
+    alignment: str = "block",
 ) -> HighResPRDiT:
     """Wrap a trained low-resolution ``base_model`` (frozen) for ``input_size`` with a new residual
     branch of patch ``patch`` (stride 8, reflect pad ``(patch - 8) // 2``) and SwiGLU width
@@ -213,6 +244,8 @@ def build_highres_model(
         )
     if patch not in PATCHES:
         raise ValueError(f"stage-3 branch patch must be one of {PATCHES}, got {patch}")
+    if alignment not in ALIGNMENTS:
+        raise ValueError(f"stage-3 alignment must be one of {ALIGNMENTS}, got {alignment!r}")
     if width is not None and (isinstance(width, bool) or not isinstance(width, int) or width < 1):
         raise ValueError(f"stage-3 branch width must be a positive integer (or None), got {width!r}")
     if not isinstance(input_size, int) or input_size <= bc.input_size or input_size % bc.input_size:
@@ -235,6 +268,7 @@ def build_highres_model(
         factor=input_size // bc.input_size,
         base=bc.to_dict(),
         branch_width=width,
+        alignment=alignment,
     )
     config.branch.check_size(input_size)
     return HighResPRDiT(base_model, config)

@@ -96,6 +96,29 @@ def test_a_narrow_branch_has_the_width_asked_for_and_round_trips():
         build_highres_model(base, input_size=32, patch=10, width=0)
 
 
+def test_picked_alignment_puts_the_base_answer_where_its_input_came_from():
+    """Nearest downsampling feeds the base voxel f*i; "picked" upsampling returns its answer there,
+    so a volume the base reproduces exactly survives the round trip (the spec's block-centre
+    upsampling shifts it by half a voxel: the drift measured in docs/bundled-model.md)."""
+    from prdit.models.highres import upsample_to_picked
+
+    lo = torch.randn(1, 1, 8, 8, 8)
+    assert torch.allclose(upsample_to_picked(lo, 2)[..., ::2, ::2, ::2], lo, atol=1e-6)
+    ramp = torch.arange(16.0).view(1, 1, 16, 1, 1).expand(1, 1, 16, 2, 2)
+    picked = upsample_to_picked(ramp[:, :, ::2].contiguous(), 2)[0, 0, :, 0, 0]
+    block = F.interpolate(ramp[:, :, ::2], size=(16, 2, 2), mode="trilinear", align_corners=False)[
+        0, 0, :, 0, 0
+    ]
+    assert torch.allclose(picked[:15], ramp[0, 0, :15, 0, 0])  # the ramp comes back where it was
+    assert torch.allclose((block - ramp[0, 0, :, 0, 0])[2:14], torch.full((12,), -0.5))  # half a voxel off
+    base = _trained_looking_base()
+    hr = build_highres_model(base, input_size=32, patch=10, alignment="picked")
+    again = build_model_from_config(hr.config.to_dict())
+    assert again.config.alignment == "picked"
+    with pytest.raises(ValueError, match="alignment must be one of"):
+        build_highres_model(base, input_size=32, patch=10, alignment="centre")
+
+
 def test_stage3_rejects_bad_sizes():
     base = build_model("PRDiT-XS/4/1", input_size=16)
     with pytest.raises(InputSizeError, match="integer multiple .* of the base model's 16"):
