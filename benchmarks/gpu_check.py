@@ -90,6 +90,22 @@ def _peak_mib(device) -> float | None:
     return None
 
 
+def _model_and_input(plan: Plan):
+    """The plan's model with trained-looking weights (a fresh one predicts exactly zero), an input
+    volume and a timestep; seeded, so every check that uses them sees the same ones."""
+    import torch
+
+    from prdit.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(plan.model, input_size=plan.size).to(plan.device)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    x = torch.randn(1, 1, plan.size, plan.size, plan.size, device=plan.device)
+    return model, x, torch.tensor([500], device=plan.device)
+
+
 # --------------------------------------------------------------------------------------- checks
 def check_environment(plan: Plan) -> dict:
     import torch
@@ -118,15 +134,7 @@ def check_environment(plan: Plan) -> dict:
 def check_model(plan: Plan) -> dict:
     import torch
 
-    from prdit.models import build_model
-
-    torch.manual_seed(0)
-    model = build_model(plan.model, input_size=plan.size).to(plan.device)
-    with torch.no_grad():  # a trained-looking model: a fresh one predicts exactly zero
-        for p in model.parameters():
-            p.add_(0.02 * torch.randn_like(p))
-    x = torch.randn(1, 1, plan.size, plan.size, plan.size, device=plan.device)
-    t = torch.tensor([500], device=plan.device)
+    model, x, t = _model_and_input(plan)
     out: dict = {"model": plan.model, "size": plan.size}
     ref = None
     for precision in ("fp32", "bf16"):
@@ -162,16 +170,8 @@ def check_model(plan: Plan) -> dict:
 def check_attention(plan: Plan) -> dict:
     import torch
 
-    from prdit.models import build_model
-
     backends = ["sdpa", "xformers"] if plan.device == "cuda" else ["sdpa", "math"]
-    torch.manual_seed(0)
-    model = build_model(plan.model, input_size=plan.size).to(plan.device)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.02 * torch.randn_like(p))
-    x = torch.randn(1, 1, plan.size, plan.size, plan.size, device=plan.device)
-    t = torch.tensor([500], device=plan.device)
+    model, x, t = _model_and_input(plan)
     out: dict = {}
     outputs = {}
     for name in backends:

@@ -55,6 +55,11 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def core_budget(cores: int | None, max_threads: int | None) -> int:
+    """The most threads the automatic choice may give: usable cores (or ``cores``), capped."""
+    return min(cores or usable_cores(), max_threads or 1 << 16)
+
+
 @dataclass(frozen=True)
 class CpuSample:
     wall: float  # seconds (monotonic)
@@ -130,7 +135,7 @@ def choose_threads(
     from_env = parse_thread_setting(env.get(ENV_VAR))
     if from_env:
         return ThreadChoice(from_env, ENV_VAR, "set in the environment")
-    cores = min(cores or usable_cores(), max_threads or 1 << 16)
+    cores = core_budget(cores, max_threads)
     if others is None:
         before = cpu_sample()
         if before is not None and window > 0:
@@ -159,7 +164,7 @@ class ThreadGovernor:
     ) -> None:
         self.choice = choice
         self.period = period
-        self.cores = min(cores or usable_cores(), max_threads or 1 << 16)
+        self.cores = core_budget(cores, max_threads)
         self.threads = choice.threads
         self.changes: list[tuple[float, int]] = []  # (seconds since start, new count), for logs
         self._start = time.monotonic()
