@@ -30,6 +30,7 @@ from torch import nn
 
 from prdit import __version__
 from prdit.checkpoint import InferenceInfo
+from prdit.precision import PrecisionChoice
 from prdit.volume import Volume
 
 SIDECAR_KEYS = (
@@ -149,6 +150,16 @@ def to_volume(x: torch.Tensor, info: InferenceInfo, metadata: dict[str, Any] | N
     return Volume(hu, tuple(spacing), tuple(origin), np.eye(3), dict(metadata or {}))
 
 
+def diffusion_for(info: InferenceInfo):
+    """The diffusion process a model was trained with (its config), for sampling it."""
+    from prdit.diffusion import IaNDiffusion
+
+    cfg = (info.extra.get("config") or {}).get("diffusion") or {}
+    return IaNDiffusion(
+        num_timesteps=int(cfg.get("num_timesteps", 1000)), noise_scale=float(cfg.get("noise_scale", 0.5))
+    )
+
+
 @dataclass
 class SampleSpec:
     """What to generate (the same for every rank)."""
@@ -197,14 +208,17 @@ def generate_to_folder(
     on_step: Callable[[int, int], None] | None = None,
     on_sample: Callable[[SampleOutput], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    precision: PrecisionChoice | None = None,
 ) -> list[SampleOutput]:
     """Generate this rank's share of ``spec`` into ``out_dir``; returns what was written.
 
     ``on_step(done_model_calls, total_model_calls)`` after every sampler step (progress bars),
     ``on_sample`` after each written sample, ``should_stop()`` checked between steps (cancel:
-    the current batch is dropped, finished samples stay).
+    the current batch is dropped, finished samples stay). ``precision`` (None: float32) is the
+    format the network computes in (:func:`prdit.precision.choose_precision`); the sidecar says it.
     """
-    from prdit.diffusion import IaNDiffusion, sample
+    from prdit.diffusion import sample
+    from prdit.precision import with_precision
 
     if spec.count < 1:
         raise ValueError(f"count must be >= 1, got {spec.count}")
@@ -218,10 +232,7 @@ def generate_to_folder(
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     if diffusion is None:
-        cfg = (info.extra.get("config") or {}).get("diffusion") or {}
-        diffusion = IaNDiffusion(
-            num_timesteps=int(cfg.get("num_timesteps", 1000)), noise_scale=float(cfg.get("noise_scale", 0.5))
-        )
+        diffusion = diffusion_for(info)
     diffusion.respace(spec.steps)  # validates steps before any work
     indices = planned_indices(spec, rank, world_size)
     todo = []
@@ -235,6 +246,9 @@ def generate_to_folder(
                 f"(or --skip-existing to fill in missing samples)"
             )
         todo.append(i)
+    precision_name = precision.precision if precision is not None else "fp32"
+    if precision is not None:
+        model = with_precision(model, precision)
     sha = info.sha256
     label = checkpoint_label or str(info.source)
     s = info.input_size
@@ -270,7 +284,20 @@ def generate_to_folder(
         seconds = (time.perf_counter() - t0) / len(chunk)
         for j, i in enumerate(chunk):
             results.append(
-                _write_one(final[j], i, out, info, spec, sha, label, seconds, previews, dicom, overwrite)
+                _write_one(
+                    final[j],
+                    i,
+                    out,
+                    info,
+                    spec,
+                    sha,
+                    label,
+                    seconds,
+                    previews,
+                    dicom,
+                    overwrite,
+                    precision_name,
+                )
             )
             if on_sample:
                 on_sample(results[-1])
@@ -290,6 +317,7 @@ def _write_one(
     previews: bool,
     dicom: bool,
     overwrite: bool,
+    precision: str = "fp32",
 ) -> SampleOutput:
     from prdit.data.io import write_nifti
 
@@ -312,6 +340,7 @@ def _write_one(
         "training_step": info.step,
         "stage": info.stage,
         "seconds": round(seconds, 3),
+        "precision": precision,
     }
     volume = to_volume(x, info, {"sidecar": sidecar})
     nifti = out / f"{stem}.nii.gz"

@@ -471,6 +471,53 @@ def _write_text_atomic(path: Path, text: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- the loop
+def choose_training_precision(
+    cfg: Config,
+    device: torch.device,
+    model: nn.Module,
+    trainable: list[nn.Parameter],
+    diffusion: Any,
+    micro_batch: int,
+    resume_state: ckpt.TrainingState | None = None,
+):
+    """The run's autocast format (:mod:`prdit.precision`), chosen once, before the first step.
+
+    A resumed run keeps the format its checkpoint recorded, so resuming stays exact whatever the
+    machine measures today; ``auto`` on a CPU with native bf16 times one training step (forward
+    and backward of this run's micro-batch) in each format.
+    """
+    from prdit.precision import PrecisionChoice, PrecisionSettingError, choose_precision, probe_formats
+
+    recorded = resume_state.meta.get("precision") if resume_state is not None else None
+    if recorded in ("fp32", "bf16") and cfg.train.precision == "auto":
+        return PrecisionChoice(recorded, "--resume", f"{resume_state.path.name} recorded it")
+
+    def probe():  # on up to 2 volumes: a ratio of speeds, not a full step
+        shape = (min(max(1, micro_batch), 2), 1) + (cfg.model.input_size,) * 3
+        gen = torch.Generator(device="cpu").manual_seed(0)
+        x = torch.rand(shape, generator=gen).mul(2).sub(1).to(device)
+        t = torch.full((shape[0],), cfg.diffusion.num_timesteps // 2, device=device)
+        noise = torch.randn(shape, generator=gen).to(device)
+
+        def step() -> torch.Tensor:
+            losses = diffusion.training_losses(model, x, t=t, noise=noise)
+            losses["loss"].backward()
+            return losses["x0_hat"]
+
+        try:
+            return probe_formats(step, device, rounds=2)
+        finally:
+            for p in trainable:
+                p.grad = None
+
+    # "auto" in the config is the default: PRDIT_PRECISION may still choose
+    requested = None if cfg.train.precision == "auto" else cfg.train.precision
+    try:
+        return choose_precision(requested, device, probe=probe, what="train.precision")
+    except PrecisionSettingError as exc:
+        raise TrainingSetupError(str(exc)) from None
+
+
 class Trainer:
     """Holds the run's state; :meth:`run` trains until max_steps, a stop request or divergence."""
 
@@ -495,6 +542,12 @@ class Trainer:
         self.stop_event = stop_event
         self.callback = callback
         self.show_progress = cfg.log.progress if progress is None else progress
+        try:  # a bad PRDIT_PRECISION fails before anything is written
+            from prdit.precision import PrecisionSettingError, parse_precision
+
+            parse_precision(None)
+        except PrecisionSettingError as exc:
+            raise TrainingSetupError(str(exc)) from None
         self.history: list[dict[str, Any]] = []
         if self.device.type == "cpu":
             from prdit.threads import apply_threads, choose_threads
@@ -502,16 +555,11 @@ class Trainer:
             choice = choose_threads(cfg.train.threads or None)
             apply_threads(choice)
             self.log(f"torch computes with {choice.describe()}")
-        self._setup_precision()
 
         if not resume:
             problem = existing_run(self.run_dir) if self.dist.is_main else None
             if any_rank(self.dist, problem is not None):
                 raise TrainingSetupError(problem or f"{self.run_dir} already holds a run (see rank 0)")
-        if self.dist.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "previews").mkdir(exist_ok=True)
-        barrier(self.dist)
 
         # Data first: the HU window and spacing it was prepared with travel with the model.
         self.train_set, self.val_set = build_datasets(cfg)
@@ -536,6 +584,12 @@ class Trainer:
         self.trainable = [p for p in model.parameters() if p.requires_grad]
         if not self.trainable:
             raise TrainingSetupError("the model has no trainable parameters for this stage")
+        self._check_memory()  # before the precision probe allocates anything of the batch's size
+        self._setup_precision(resume_state)
+        if self.dist.is_main:  # only now: a run refused above leaves no folder behind
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "previews").mkdir(exist_ok=True)
+        barrier(self.dist)
         if cfg.train.activation_checkpointing:
             n = enable_activation_checkpointing(model)
             self.log(f"activation checkpointing on {n} modules")
@@ -567,19 +621,54 @@ class Trainer:
             if self.callback:
                 self.callback({"event": "log", "message": message})
 
-    def _setup_precision(self) -> None:
-        p = self.cfg.train.precision
+    def _setup_precision(self, resume_state: ckpt.TrainingState | None) -> None:
+        """Choose the autocast format once per run (:func:`choose_training_precision`)."""
         if self.device.type == "cuda":
-            self.amp_dtype = None if p == "fp32" else torch.bfloat16
             torch.backends.cuda.matmul.allow_tf32 = self.cfg.train.tf32
             torch.backends.cudnn.allow_tf32 = self.cfg.train.tf32
-        else:
-            if p == "bf16":
-                raise TrainingSetupError(
-                    "train.precision: bf16 was requested on CPU, where it is 5-50x slower than float32 "
-                    "on AVX2 machines; use auto or fp32"
-                )
-            self.amp_dtype = None
+        choice = choose_training_precision(
+            self.cfg,
+            self.device,
+            self.raw_model,
+            self.trainable,
+            self.diffusion,
+            self.plan.micro,
+            resume_state,
+        )
+        self.precision = choice.precision
+        self.amp_dtype = choice.dtype
+        self.log(f"computes in {choice.describe()}")
+
+    def _check_memory(self) -> None:
+        """Refuse a run whose first step would not fit in the memory available now (a traced
+        estimate, :mod:`prdit.train_estimate`), instead of thrashing into swap or dying mid-step."""
+        from prdit.estimate import EstimateError, human_bytes
+        from prdit.train_estimate import cached_data_bytes, estimate_for, planned_amp_dtype
+
+        try:
+            est = estimate_for(
+                self.cfg,
+                self.device,
+                self.raw_model,
+                self.trainable,
+                self.diffusion,
+                self.plan.micro,
+                planned_amp_dtype(self.cfg, self.device),
+                cached_data_bytes(self.cfg, self.train_set, self.val_set),
+                probe=False,
+                world_size=self.dist.world_size,
+            )
+        except EstimateError as exc:  # an estimate that cannot be made must not stop training
+            self.log(f"memory estimate skipped: {exc}")
+            return
+        if any_rank(self.dist, not est.fits):
+            raise TrainingSetupError(
+                f"train.batch_size {self.cfg.train.batch_size} at {self.cfg.model.input_size}^3 needs "
+                f"~{human_bytes(est.work_bytes)} for one step on top of {human_bytes(est.resident_bytes)} "
+                f"resident per process, but only {human_bytes(est.available_bytes or 0)} is available on "
+                f"{self.device}: {est.advice()} (prdit train --dry-run shows the whole estimate)"
+            )
+        self.log(f"memory: ~{human_bytes(est.peak_bytes)} of tensors per process")
 
     def _autocast(self):
         if self.amp_dtype is None:
@@ -648,6 +737,7 @@ class Trainer:
             "samples_seen": self.step * c.train.batch_size,
             "dataset_length": len(self.train_set),
             "diffusion": {"num_timesteps": c.diffusion.num_timesteps, "noise_scale": c.diffusion.noise_scale},
+            "precision": self.precision,
         }
 
     def save(self) -> Path | None:

@@ -37,6 +37,7 @@ import torch
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from prdit.data.normalize import HUWindow
+from prdit.precision import choose_precision, with_precision
 from prdit.sampler_defaults import META_KEY as SAMPLING_META_KEY
 from prdit.sampler_defaults import SamplerDefaults
 from prdit.threads import ThreadGovernor, apply_threads, choose_threads
@@ -222,6 +223,7 @@ class SampleRequest:
     device: str = "auto"
     record_xt: bool = True
     torch_threads: int | None = None
+    precision: str | None = None  # prdit.precision (None: PRDIT_PRECISION, else auto: measured)
     model: Any = None  # an nn.Module already in memory (tests, the benchmark)
     model_info: ModelInfo | None = None
 
@@ -290,6 +292,38 @@ def load_model(request: SampleRequest, device: torch.device) -> tuple[Any, Model
     return model.eval(), ModelInfo.from_any(info, path=str(path))
 
 
+def diffusion_of(info: ModelInfo):
+    """The diffusion process the model was trained with."""
+    from prdit.diffusion import IaNDiffusion
+
+    return IaNDiffusion(
+        num_timesteps=int(info.diffusion.get("num_timesteps", 1000)),
+        noise_scale=float(info.diffusion.get("noise_scale", 0.5)),
+    )
+
+
+def estimate_request(request: SampleRequest):
+    """What ``request`` will need and the precision it would run in
+    (:func:`prdit.estimate.estimate_sampling_run`): loads the model, traces one sampler step and
+    times a few network evaluations. Runs off the GUI thread (the Generate panel's Estimate)."""
+    from prdit.estimate import estimate_sampling_run
+
+    request.validate()
+    device = resolve_device(request.device)
+    model, info = load_model(request, device)
+    return estimate_sampling_run(
+        model,
+        info.input_size,
+        request.num_samples,
+        request.steps,
+        sampler=request.sampler,
+        k=request.k,
+        diffusion=diffusion_of(info),
+        device=device,
+        precision=request.precision,
+    )
+
+
 def engine_step_source(request: SampleRequest) -> StepSource:
     """The real source: load the model, then run ``prdit.diffusion.sample`` with per-sample seeds."""
 
@@ -301,13 +335,15 @@ def engine_step_source(request: SampleRequest) -> StepSource:
 
         size = info.input_size
         shape = (request.num_samples, 1, size, size, size)
+        if device.type == "cpu" and request.precision in (None, "auto"):
+            worker.status.emit("Measuring the fastest number format…")
+        choice = choose_precision(request.precision, device, model, shape)
+        worker.precision = choice.precision
+        model = with_precision(model, choice)
         # Per-sample generators exactly as `prdit sample` makes them (on the sampling device, seed + i),
         # so the studio and the CLI give the same volume for the same seed, whatever the batch.
         gens = [torch.Generator(device=device).manual_seed(s) for s in request.seeds()]
-        process = diffusion.IaNDiffusion(
-            num_timesteps=int(info.diffusion.get("num_timesteps", 1000)),
-            noise_scale=float(info.diffusion.get("noise_scale", 0.5)),
-        )
+        process = diffusion_of(info)
         gen = diffusion.sample(
             model,
             shape,
@@ -423,6 +459,7 @@ class SamplingWorker(QObject):
         self.info: ModelInfo | None = None  # set on the worker thread once the model is loaded
         self.cancelled_at_step: int | None = None
         self.threads: ThreadGovernor | None = None
+        self.precision = "fp32"  # what the network computed in (set by the step source)
 
     def cancel(self) -> None:
         """Thread-safe: ask the loop to stop after the step in progress."""
@@ -446,7 +483,7 @@ class SamplingWorker(QObject):
             gen, info = self.source(self)
             self.info = info
             phase = "sample"
-            self.status.emit("Sampling…")
+            self.status.emit("Sampling…" if self.precision == "fp32" else f"Sampling ({self.precision})…")
             result = self._loop(gen, info)
         except BaseException as exc:  # noqa: BLE001 - everything must reach the GUI as a dialog
             title, message = describe_error(exc, request, phase)
@@ -507,6 +544,7 @@ class SamplingWorker(QObject):
                 final_hu[b],
                 info,
                 **sample_metadata(self.request, info, b),
+                precision=self.precision,
                 status=status,
                 steps_done=last.index + 1,
             )

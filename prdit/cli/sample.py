@@ -11,8 +11,10 @@ it is the same whatever --batch-size; under torchrun each rank writes its own sh
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
+from prdit.cli.precision import add_precision_argument, precision_for
 from prdit.cli.threads import add_threads_argument, threads_for_cpu
 
 
@@ -47,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="sample i uses seed SEED+i (default 0)")
     parser.add_argument("--start-index", type=int, default=0, help="first sample index (default 0)")
     parser.add_argument("--batch-size", type=int, default=1, help="volumes generated together (default 1)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    parser.add_argument("--out", metavar="DIR", help="output folder (required unless --dry-run)")
     parser.add_argument(
         "--dicom", action="store_true", help="also write a synthetic CT DICOM series per sample"
     )
@@ -76,6 +78,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-existing", action="store_true", help="only generate samples not yet written")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_threads_argument(parser)
+    add_precision_argument(parser)
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="load the model and print the estimated peak memory and time per volume (one traced sampler "
+        "step and a short timed probe) without sampling; exit status 1 if it would not fit",
+    )
 
 
 def resolve_checkpoint_arg(arg: str | None) -> Path:
@@ -100,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
             raise CliError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.start_index < 0:
         raise CliError(f"--start-index must be >= 0, got {args.start_index}")
+    if not args.out and not args.dry_run:
+        raise CliError("--out DIR is required (the folder the samples are written to)")
 
     import time
 
@@ -149,6 +160,17 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         start_index=args.start_index,
     )
+    governor = threads_for_cpu(args.threads, dist.device, "prdit sample" if dist.is_main else None)
+    size = info.input_size
+    shape = (min(args.batch_size, args.count), 1, size, size, size)
+    if args.dry_run or dist.device.type == "cuda" or shape[0] * size**3 >= CHECK_VOXELS:
+        fits = _memory_check(model, info, args, dist.device)  # before anything of the run's size
+        if args.dry_run or not fits:
+            cleanup(dist)
+            return 0 if fits else 1
+    precision = precision_for(
+        args.precision, dist.device, model, shape, "prdit sample" if dist.is_main else None
+    )
     bar = None
     if dist.is_main and not args.no_progress:
         from tqdm import tqdm
@@ -167,7 +189,6 @@ def run(args: argparse.Namespace) -> int:
             bar.set_postfix(last=out.nifti.name, s_per_vol=f"{out.seconds:.1f}", refresh=False)
     else:
         on_step = on_sample = None  # type: ignore[assignment]
-    governor = threads_for_cpu(args.threads, dist.device, "prdit sample" if dist.is_main else None)
     progress_step = on_step
 
     def on_step(done: int, total: int) -> None:  # noqa: F811 - wraps the progress bar's callback
@@ -193,6 +214,7 @@ def run(args: argparse.Namespace) -> int:
             checkpoint_label=str(checkpoint),
             on_step=on_step,
             on_sample=on_sample,
+            precision=precision,
         )
     except FileExistsError as exc:
         raise CliError(str(exc)) from None
@@ -207,6 +229,58 @@ def run(args: argparse.Namespace) -> int:
         mem = f", peak GPU memory {torch.cuda.max_memory_allocated(dist.device) / 2**30:.1f} GiB"
     print(
         f"prdit sample: rank {dist.rank} wrote {len(results)} volume(s) to {args.out} in {elapsed:.1f} s "
-        f"({info.display_name} at {info.input_size}^3, {args.sampler} sampler, {args.steps} steps{mem})"
+        f"({info.display_name} at {info.input_size}^3, {args.sampler} sampler, {args.steps} steps, "
+        f"{precision.precision}{mem})"
     )
     return 0
+
+
+#: Runs at least this large (voxels in one batch) are checked for memory before they start; smaller
+#: ones fit anywhere the model loads, and the check costs about a second.
+CHECK_VOXELS = 2 * 128**3
+
+
+def _memory_check(model, info, args, device) -> bool:
+    """Whether the run fits (:func:`prdit.estimate.estimate_sampling_run`). ``--dry-run`` prints the
+    estimate, timed in the precision the run would use; otherwise a run that would not fit is
+    refused before it starts. Small CPU runs are not checked by the caller: they fit wherever the
+    model loads, and the check costs about a second."""
+    from prdit.cli import CliError
+    from prdit.estimate import EstimateError, estimate_sampling_run, human_bytes
+    from prdit.precision import PrecisionSettingError
+    from prdit.sampling import diffusion_for
+
+    size, batch = info.input_size, min(args.batch_size, args.count)
+    try:
+        est, choice = estimate_sampling_run(
+            model,
+            size,
+            batch,
+            args.steps,
+            sampler=args.sampler,
+            k=args.k,
+            diffusion=diffusion_for(info),
+            device=device,
+            precision=args.precision,
+            probe=args.dry_run,
+        )
+    except PrecisionSettingError as exc:
+        raise CliError(str(exc)) from None
+    except EstimateError as exc:
+        if args.dry_run:
+            raise CliError(str(exc)) from None
+        print(f"prdit sample: memory estimate skipped: {exc}", file=sys.stderr)
+        return True
+    if args.dry_run:
+        if est.fits:
+            print(f"prdit sample: computes in {choice.describe()}", file=sys.stderr)
+        print("\n".join(est.lines()))
+        return est.fits
+    if not est.fits:
+        raise CliError(
+            f"{batch} volume(s) of {size}^3 at once need ~{human_bytes(est.work_bytes)} on top of "
+            f"the model's {human_bytes(est.resident_bytes)}, but only "
+            f"{human_bytes(est.available_bytes or 0)} is available on {device}: {est.advice()} "
+            "(prdit sample --dry-run shows the whole estimate)"
+        )
+    return True

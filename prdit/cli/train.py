@@ -45,6 +45,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="shortcut for --set train.threads=N (CPU threads; default: $PRDIT_THREADS, else the cores "
         "other programs leave free when the run starts)",
     )
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        help="shortcut for --set train.precision=P (default auto: bf16 on GPUs, and on CPUs with native "
+        "bf16 when one timed step is clearly faster; a resumed run keeps its checkpoint's choice)",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="build the run without writing anything and print the estimated peak memory and time per "
+        "step (from one traced step and a short timed probe); exit status 1 if it would not fit",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs and metrics only)")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
@@ -78,6 +90,8 @@ def _run(args: argparse.Namespace) -> int:
         overrides.append(f"model.init_from={args.init_from}")
     if args.threads is not None:
         overrides.append(f"train.threads={args.threads}")
+    if args.precision:
+        overrides.append(f"train.precision={args.precision}")
     if args.out:
         overrides.append(f"out_dir={args.out}")
     try:
@@ -91,6 +105,9 @@ def _run(args: argparse.Namespace) -> int:
     from prdit.checkpoint import CheckpointError
     from prdit.distributed import cleanup, init_distributed
     from prdit.train import TrainingDiverged, TrainingSetupError, train
+
+    if args.dry_run:
+        return _dry_run(cfg)
 
     early = stopping.pending_signal()
     if early and env_world_size() == 1:  # (under torchrun the ranks agree inside train())
@@ -126,3 +143,27 @@ def _run(args: argparse.Namespace) -> int:
     if result.stopped_by == "SIGINT":
         return 130
     return 0
+
+
+def _dry_run(cfg) -> int:
+    """``--dry-run``: the estimate for one training process; nothing is written."""
+    from prdit.checkpoint import CheckpointError
+    from prdit.cli import CliError
+    from prdit.distributed import env_world_size, resolve_device
+    from prdit.estimate import EstimateError
+    from prdit.threads import apply_threads, choose_threads
+    from prdit.train import TrainingSetupError
+    from prdit.train_estimate import dry_run
+
+    try:
+        device = resolve_device(cfg.train.device)
+    except (RuntimeError, ValueError) as exc:
+        raise CliError(f"train.device: {exc}") from None
+    if device.type == "cpu":
+        apply_threads(choose_threads(cfg.train.threads or None))
+    try:
+        est = dry_run(cfg, device, env_world_size(), log=lambda m: print(f"prdit train --dry-run: {m}"))
+    except (TrainingSetupError, CheckpointError, EstimateError) as exc:
+        raise CliError(str(exc)) from None
+    print("\n".join(est.lines()))
+    return 0 if est.fits else 1

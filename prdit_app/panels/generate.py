@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -50,6 +51,7 @@ from prdit_app.worker import (
     SamplingResult,
     StepSource,
     StepUpdate,
+    estimate_request,
     make_volume,
     preload_engine,
     sample_metadata,
@@ -108,6 +110,22 @@ def describe_model(info: ModelInfo | None, path: Path | None = None) -> str:
     return "<br>".join(lines)
 
 
+def estimate_summary(est: Any, precision: str) -> str:
+    """One status line for an :class:`prdit.estimate.Estimate` of a Generate run."""
+    from prdit.estimate import human_bytes, human_seconds
+
+    device = est.device.upper()
+    if not est.fits:
+        return (
+            f"Would not fit: ~{human_bytes(est.peak_bytes)} needed, {human_bytes(est.available_bytes or 0)} "
+            f"free on {device}; {est.advice()}."
+        )
+    return (
+        f"Estimate: ~{human_seconds(est.seconds)} per volume, peak ~{human_bytes(est.peak_bytes)} "
+        f"(model {human_bytes(est.resident_bytes)}) on {device} in {precision}"
+    )
+
+
 def format_eta(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "ETA –"
@@ -129,6 +147,7 @@ class GeneratePanel(QWidget):
     volumeShown = Signal(object)
     runFinished = Signal(object)
     runningChanged = Signal(bool)
+    estimateReady = Signal(str)  # from the estimate thread; delivered queued on the GUI thread
 
     def __init__(
         self,
@@ -152,6 +171,8 @@ class GeneratePanel(QWidget):
         self.draw_ms_max = 0.0  # the longest GUI-thread handling of one step (views included)
         self._shown: Volume | None = None
         self._memory_models: dict[str, tuple[Any, ModelInfo]] = {}
+        self._estimating = False
+        self.last_estimate: str | None = None
         self._build_ui()
         self._connect()
         for path in bundled_models(models_dir):
@@ -218,6 +239,12 @@ class GeneratePanel(QWidget):
         self.start_button.setDefault(True)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setObjectName("cancelButton")
+        self.estimate_button = QPushButton("Estimate")
+        self.estimate_button.setObjectName("estimateButton")
+        self.estimate_button.setToolTip(
+            "Peak memory and time per volume for these settings, before starting "
+            "(one traced sampler step and a few timed network evaluations)"
+        )
         self.progress = QProgressBar()
         self.progress.setTextVisible(True)
         self.step_label = QLabel("Step –")
@@ -254,6 +281,7 @@ class GeneratePanel(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_button)
         buttons.addWidget(self.cancel_button)
+        buttons.addWidget(self.estimate_button)
         stats = QHBoxLayout()
         stats.addWidget(self.step_label)
         stats.addStretch(1)
@@ -281,6 +309,8 @@ class GeneratePanel(QWidget):
         self.dice_button.clicked.connect(self.roll_seed)
         self.start_button.clicked.connect(self.start)
         self.cancel_button.clicked.connect(self.cancel)
+        self.estimate_button.clicked.connect(self.estimate)
+        self.estimateReady.connect(self._show_estimate)
         self.controller.stepReady.connect(self._on_step)
         self.controller.status.connect(self.status_label.setText)
         self.controller.finished.connect(self._on_finished)
@@ -412,6 +442,38 @@ class GeneratePanel(QWidget):
         self._set_running(True)
         return True
 
+    def estimate(self) -> bool:
+        """Estimate the current settings on a background thread; the answer replaces the status
+        text (:meth:`_show_estimate`). False when one is already being made or settings are bad."""
+        if self._estimating or self.controller.running:
+            return False
+        request = self.request()
+        try:
+            request.validate()
+        except ValueError as exc:
+            QMessageBox.warning(self, "Cannot estimate", str(exc))
+            return False
+        self._estimating = True
+        self.estimate_button.setEnabled(False)
+        self.status_label.setText("Estimating memory and time…")
+
+        def work() -> None:
+            try:
+                est, choice = estimate_request(request)
+                text = estimate_summary(est, choice.precision)
+            except Exception as exc:  # noqa: BLE001 - any failure is shown, never raised on a thread
+                text = f"Could not estimate: {exc.__class__.__name__}: {exc}"
+            self.estimateReady.emit(text)  # queued to the GUI thread (the panel lives there)
+
+        threading.Thread(target=work, name="prdit-estimate", daemon=True).start()
+        return True
+
+    def _show_estimate(self, text: str) -> None:
+        self._estimating = False
+        self.last_estimate = text
+        self.status_label.setText(text)
+        self._update_enabled()
+
     def cancel(self) -> None:
         if self.controller.running:
             self.status_label.setText("Cancelling after the current step…")
@@ -438,6 +500,9 @@ class GeneratePanel(QWidget):
     def _update_enabled(self) -> None:
         running = self.controller.running
         self.start_button.setEnabled(not running and self._selected_key() is not None)
+        self.estimate_button.setEnabled(
+            not running and not self._estimating and self._selected_key() is not None
+        )
         self.cancel_button.setEnabled(running)
 
     # ------------------------------------------------------------------ worker signals

@@ -347,7 +347,9 @@ class TrainPanel(QWidget):
         self._out_edited = False
         self._shown_preview: Path | None = None
         self._checkpoints: list[tuple[int, Path]] = []
-        self._mode = "idle"  # idle, running, stopping
+        self._mode = "idle"  # idle, estimating, running, stopping
+        self._estimate_lines: list[str] = []
+        self.last_estimate: str | None = None
         self._target_steps: int | None = None
         self.last_outcome: RunOutcome | None = None
         if load_in_generate is not None:
@@ -433,6 +435,12 @@ class TrainPanel(QWidget):
         self.resume_button.setToolTip("Continue the run in the output folder from its latest checkpoint")
         self.open_button = QPushButton("Open run…")
         self.open_button.setToolTip("Look at the curves and checkpoints of an existing run folder")
+        self.estimate_button = QPushButton("Estimate")
+        self.estimate_button.setObjectName("estimateButton")
+        self.estimate_button.setToolTip(
+            "Peak memory and time per step for these settings, before starting "
+            "(prdit train --dry-run: one traced step and a short timed probe; nothing is written)"
+        )
         self.progress = QProgressBar()
         self.progress.setFormat("%v / %m steps")
         self.rate_label = QLabel("– steps/s")
@@ -513,7 +521,13 @@ class TrainPanel(QWidget):
         sf.addRow("Overrides", self.extra_edit)
 
         buttons = QHBoxLayout()
-        for b in (self.start_button, self.stop_button, self.resume_button, self.open_button):
+        for b in (
+            self.start_button,
+            self.estimate_button,
+            self.stop_button,
+            self.resume_button,
+            self.open_button,
+        ):
             buttons.addWidget(b)
         stats = QHBoxLayout()
         stats.addWidget(self.rate_label)
@@ -586,6 +600,7 @@ class TrainPanel(QWidget):
         self.data_group.buttonToggled.connect(lambda *_: self._update_enabled())
         self.stage_combo.currentIndexChanged.connect(lambda *_: self._update_enabled())
         self.start_button.clicked.connect(self.start)
+        self.estimate_button.clicked.connect(self.estimate)
         self.stop_button.clicked.connect(self.stop)
         self.resume_button.clicked.connect(self.resume)
         self.open_button.clicked.connect(self.browse_run)
@@ -771,6 +786,47 @@ class TrainPanel(QWidget):
             return False
         return self._launch(s.argv(), out, s.max_steps, f"training {Path(s.out_dir).name}")
 
+    def estimate(self) -> bool:
+        """Run ``prdit train ... --dry-run`` for the current settings; its estimate goes to the log
+        and, summarised, to the status line (:meth:`_estimate_finished`)."""
+        if self.running:
+            return False
+        try:
+            s = self.settings()
+        except ValueError as exc:
+            self._show_error(str(exc))
+            return False
+        argv = [*s.argv(), "--dry-run"]
+        self.error_label.hide()
+        self._estimate_lines = []
+        self.log_view.append_message(f"$ {format_command(argv)}")
+        try:
+            self.runner.start(argv)
+        except (RuntimeError, ValueError) as exc:
+            self._show_error(str(exc))
+            return False
+        self._mode = "estimating"
+        self.status_label.setText("Estimating memory and time per step…")
+        self._update_enabled()
+        return True
+
+    def _estimate_finished(self, outcome: RunOutcome) -> None:
+        lines = [ln.strip() for ln in self._estimate_lines]
+        peak = next((ln for ln in lines if ln.startswith("peak memory")), "")
+        when = next((ln for ln in lines if ln.startswith("time")), "")
+        misfit = next((ln for ln in lines if ln.startswith("DOES NOT FIT")), "")
+        self._mode = "idle"
+        if peak and (outcome.ok or misfit):
+            summary = "Estimate: " + " ".join(peak.split()) + "; " + " ".join(when.split())
+            if misfit:
+                self._show_error(f"{summary}. {misfit}", status="Would not fit.")
+            else:
+                self.status_label.setText(summary)
+        else:
+            self._show_error(outcome.error or "the estimate failed", status="Could not estimate.")
+        self.last_estimate = self.status_label.text()
+        self._update_enabled()
+
     def resume(self) -> bool:
         """Continue the run in the output folder from its latest checkpoint with its stored config."""
         if self.running:
@@ -854,6 +910,9 @@ class TrainPanel(QWidget):
 
     def _on_line(self, text: str, stream: str, redraw: bool) -> None:
         self.log_view.append_line(text, stream, redraw)
+        if self._mode == "estimating":
+            self._estimate_lines.append(text)
+            return
         m = TQDM_RE.search(text)
         if m:
             done, total = int(m.group(1)), int(m.group(2))
@@ -861,6 +920,9 @@ class TrainPanel(QWidget):
             self.progress.setValue(done)
 
     def _on_finished(self, outcome: RunOutcome) -> None:
+        if self._mode == "estimating":
+            self._estimate_finished(outcome)
+            return
         self.last_outcome = outcome
         self.poll()  # the last records and the final checkpoint
         self.poll_timer.setInterval(max(self.poll_timer.interval(), 1000))
@@ -1057,7 +1119,7 @@ class TrainPanel(QWidget):
         for w in (
             self.config_combo, self.config_browse, self.phantom_radio, self.folder_radio, self.out_edit,
             self.out_browse, self.model_combo, self.size_spin, self.stage_combo, self.batch_spin,
-            self.lr_edit, self.extra_edit, self.open_button, self.start_button,
+            self.lr_edit, self.extra_edit, self.open_button, self.start_button, self.estimate_button,
         ):  # fmt: skip
             w.setEnabled(not running)
         folder = self.folder_radio.isChecked()

@@ -279,3 +279,22 @@ def test_scripted_generate_saves_a_screenshot_and_quits(tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr
     assert "generated 1 sample(s), 3 steps" in res.stdout
     assert shot.stat().st_size > 10_000 and (tmp_path / "out-running.png").is_file()
+
+
+def test_estimate_button_tells_memory_and_time_before_start(qtbot, tmp_path):
+    p = GeneratePanel()  # the bundled models
+    qtbot.addWidget(p)
+    p.model_combo.setCurrentIndex(p.model_combo.findText("fast-32", Qt.MatchFlag.MatchStartsWith))
+    p.samples_spin.setValue(2)
+    assert p.estimate_button.isEnabled()
+    with qtbot.waitSignal(p.estimateReady, timeout=60000):
+        assert p.estimate()
+    text = p.status_label.text()
+    assert text.startswith("Estimate: ~") and "per volume" in text and "MiB" in text and "CPU" in text
+    assert p.estimate_button.isEnabled() and not p.running  # nothing was started
+    # a request that cannot fit anywhere is told so, with the largest that would
+    p.samples_spin.setMaximum(10**7)
+    p.samples_spin.setValue(3_000_000)
+    with qtbot.waitSignal(p.estimateReady, timeout=60000):
+        p.estimate()
+    assert p.status_label.text().startswith("Would not fit") and "that fits is" in p.status_label.text()

@@ -343,3 +343,22 @@ def test_start_refuses_a_folder_with_the_log_of_a_run_without_checkpoint(panel, 
     assert not panel.start()
     assert not panel.running
     assert "saved no checkpoint" in panel.error_label.text() and str(out) in panel.error_label.text()
+
+
+def test_estimate_runs_a_dry_run_and_tells_memory_and_time_without_writing(qtbot, panel, tmp_path):
+    out = tmp_path / "runs" / "est"
+    _tiny_form(panel, out, steps=3)
+    assert panel.estimate()
+    qtbot.waitUntil(lambda: not panel.running, timeout=60000)
+    text = panel.status_label.text()
+    assert text.startswith("Estimate: peak memory ~") and "per optimiser step" in text, text
+    assert "--dry-run" in panel.log_view.plain_text() and "AdamW moments" in panel.log_view.plain_text()
+    assert not out.exists() and panel.last_outcome is None  # nothing written, no run recorded
+    assert panel.start_button.isEnabled()
+    # a batch no machine holds: told before anything starts, with the largest that fits
+    panel.batch_spin.setMaximum(10**8)
+    panel.batch_spin.setValue(20_000_000)
+    assert panel.estimate()
+    qtbot.waitUntil(lambda: not panel.running, timeout=60000)
+    assert panel.status_label.text().startswith("Would not fit")
+    assert "largest train.batch_size that fits" in panel.error_label.text()
