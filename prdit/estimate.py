@@ -35,10 +35,25 @@ import torch
 from torch import nn
 
 PROBE_FLOPS = 40e9  # the probe runs real work up to about this many operations (~1 s on a laptop core)
+#: Sampling runs at least this large (voxels in one batch), and every GPU run, are checked for
+#: memory before they start; smaller CPU runs fit wherever the model loads, and a check costs ~1 s.
+CHECK_VOXELS = 2 * 128**3
+
+
+def sampling_needs_check(device: torch.device | str, batch: int, size: int) -> bool:
+    return torch.device(device).type == "cuda" or batch * size**3 >= CHECK_VOXELS
 
 
 class EstimateError(RuntimeError):
     """The estimate itself could not be made (an operation fake tensors cannot trace)."""
+
+
+class WouldNotFitError(MemoryError):
+    """A run refused before it started: its estimate exceeds the memory available."""
+
+    def __init__(self, message: str, estimate: Estimate) -> None:
+        super().__init__(message)
+        self.estimate = estimate
 
 
 # ---------------------------------------------------------------------------------------------- tracing

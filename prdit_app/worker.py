@@ -37,6 +37,7 @@ import torch
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from prdit.data.normalize import HUWindow
+from prdit.estimate import sampling_needs_check
 from prdit.precision import choose_precision, with_precision
 from prdit.sampler_defaults import META_KEY as SAMPLING_META_KEY
 from prdit.sampler_defaults import SamplerDefaults
@@ -324,6 +325,31 @@ def estimate_request(request: SampleRequest):
     )
 
 
+def refuse_if_too_big(model: Any, info: ModelInfo, request: SampleRequest, device: torch.device) -> None:
+    """Raise :class:`prdit.estimate.WouldNotFitError` before a run that would not fit starts."""
+    from prdit.estimate import EstimateError, WouldNotFitError, estimate_sampling_run
+
+    try:
+        est, _ = estimate_sampling_run(
+            model,
+            info.input_size,
+            request.num_samples,
+            request.steps,
+            sampler=request.sampler,
+            k=request.k,
+            diffusion=diffusion_of(info),
+            device=device,
+            precision=request.precision,
+            probe=False,
+        )
+    except EstimateError:
+        return  # an estimate that cannot be made must not stop sampling
+    if not est.fits:
+        raise WouldNotFitError(
+            f"{request.num_samples} samples of {info.input_size}³ would not fit: {est.advice()}", est
+        )
+
+
 def engine_step_source(request: SampleRequest) -> StepSource:
     """The real source: load the model, then run ``prdit.diffusion.sample`` with per-sample seeds."""
 
@@ -335,6 +361,9 @@ def engine_step_source(request: SampleRequest) -> StepSource:
 
         size = info.input_size
         shape = (request.num_samples, 1, size, size, size)
+        if sampling_needs_check(device, request.num_samples, size):
+            worker.status.emit("Checking memory…")
+            refuse_if_too_big(model, info, request, device)
         if device.type == "cpu" and request.precision in (None, "auto"):
             worker.status.emit("Measuring the fastest number format…")
         choice = choose_precision(request.precision, device, model, shape)
@@ -410,6 +439,16 @@ def describe_error(
 ) -> tuple[str, str]:
     """(title, message) for a dialog: name what failed and what the user can change."""
     text = str(exc) or exc.__class__.__name__
+    estimate = getattr(exc, "estimate", None)
+    if estimate is not None:  # refused before it started (prdit.estimate.WouldNotFitError)
+        from prdit.estimate import human_bytes
+
+        return (
+            "Not enough memory",
+            f"{text}.\n\nThe run would need ~{human_bytes(estimate.peak_bytes)}; "
+            f"{human_bytes(estimate.available_bytes or 0)} is free on {estimate.device.upper()}. "
+            "Nothing was started.",
+        )
     if isinstance(exc, MemoryError) or "out of memory" in text.lower():
         n = request.num_samples if request else "?"
         return (

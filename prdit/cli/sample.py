@@ -16,6 +16,7 @@ from pathlib import Path
 
 from prdit.cli.precision import add_precision_argument, precision_for
 from prdit.cli.threads import add_threads_argument, threads_for_cpu
+from prdit.estimate import sampling_needs_check
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -163,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     governor = threads_for_cpu(args.threads, dist.device, "prdit sample" if dist.is_main else None)
     size = info.input_size
     shape = (min(args.batch_size, args.count), 1, size, size, size)
-    if args.dry_run or dist.device.type == "cuda" or shape[0] * size**3 >= CHECK_VOXELS:
+    if args.dry_run or sampling_needs_check(dist.device, shape[0], size):
         fits = _memory_check(model, info, args, dist.device)  # before anything of the run's size
         if args.dry_run or not fits:
             cleanup(dist)
@@ -233,11 +234,6 @@ def run(args: argparse.Namespace) -> int:
         f"{precision.precision}{mem})"
     )
     return 0
-
-
-#: Runs at least this large (voxels in one batch) are checked for memory before they start; smaller
-#: ones fit anywhere the model loads, and the check costs about a second.
-CHECK_VOXELS = 2 * 128**3
 
 
 def _memory_check(model, info, args, device) -> bool:

@@ -298,3 +298,21 @@ def test_estimate_button_tells_memory_and_time_before_start(qtbot, tmp_path):
     with qtbot.waitSignal(p.estimateReady, timeout=60000):
         p.estimate()
     assert p.status_label.text().startswith("Would not fit") and "that fits is" in p.status_label.text()
+
+
+def test_start_refuses_a_request_that_cannot_fit_before_sampling(qtbot, monkeypatch):
+    dialogs = []
+    monkeypatch.setattr(
+        "prdit_app.panels.generate.QMessageBox.critical",
+        lambda parent, title, text: dialogs.append((title, text)),
+    )
+    monkeypatch.setattr("prdit.estimate.available_memory", lambda device: 64 * 2**20)  # a 64 MiB machine
+    p = GeneratePanel()
+    qtbot.addWidget(p)
+    assert p.model_combo.currentText().startswith("default")  # the 64^3 model
+    p.samples_spin.setValue(16)  # 16 x 64^3 = 2 x 128^3 voxels: checked before it starts
+    p.start()
+    qtbot.waitUntil(lambda: not p.running, timeout=60000)
+    assert dialogs and dialogs[0][0] == "Not enough memory", dialogs
+    assert "largest number of volumes at once" in dialogs[0][1] and "Nothing was started" in dialogs[0][1]
+    assert p.last_update is None  # not one sampling step ran
