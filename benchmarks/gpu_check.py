@@ -194,9 +194,14 @@ def check_attention(plan: Plan) -> dict:
 
 def _prdit(args: list[str], env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "prdit", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-        timeout=timeout, check=False,
-    )  # fmt: skip
+        [sys.executable, "-m", "prdit", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def _require(proc: subprocess.CompletedProcess, what: str) -> None:
@@ -212,17 +217,32 @@ def check_training(plan: Plan, work: Path) -> dict:
 
     nproc = max(1, torch.cuda.device_count()) if plan.device == "cuda" else 1
     common = [
-        f"model.input_size={plan.train_size}", "data.phantom_count=16", "data.phantom_val_count=2",
-        f"train.max_steps={plan.train_steps}", f"train.batch_size={2 * nproc}", "train.precision=auto",
-        f"train.device={plan.device}", "log.every=5", "log.val_every=0", "log.preview_every=0",
+        f"model.input_size={plan.train_size}",
+        "data.phantom_count=16",
+        "data.phantom_val_count=2",
+        f"train.max_steps={plan.train_steps}",
+        f"train.batch_size={2 * nproc}",
+        "train.precision=auto",
+        f"train.device={plan.device}",
+        "log.every=5",
+        "log.val_every=0",
+        "log.preview_every=0",
         f"checkpoint.every={plan.train_steps}",
-    ]  # fmt: skip
+    ]
     out: dict = {"processes": nproc, "size": plan.train_size, "steps": plan.train_steps}
     stage2 = ["stage=2", "model.name=PRDiT-XS/10/2", f"model.init_from={work / 'stage1'}"]
     stages = (("stage1", ["stage=1", "model.name=PRDiT-XS/10/0"]), ("stage2", stage2))
     for name, extra in stages:
-        cmd = [*torchrun_cmd(nproc), "-m", "prdit", "train", "phantom-tiny", "--out", str(work / name),
-               "--no-progress"] + [a for s in common + extra for a in ("--set", s)]  # fmt: skip
+        cmd = [
+            *torchrun_cmd(nproc),
+            "-m",
+            "prdit",
+            "train",
+            "phantom-tiny",
+            "--out",
+            str(work / name),
+            "--no-progress",
+        ] + [a for s in common + extra for a in ("--set", s)]
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, check=False)
         _require(proc, f"torchrun prdit train ({name})")
@@ -283,8 +303,43 @@ def check_sampling(plan: Plan, work: Path) -> dict:
 
     secs, _ = _timed(one_step, plan.device, plan.repeats)
     steps = rec.steps or 50
-    out |= {"big_model": plan.model, "big_size": plan.size, "big_step_s": secs, "recommended_steps": steps,
-            "big_volume_estimate_s": secs * steps}  # fmt: skip
+    out |= {
+        "big_model": plan.model,
+        "big_size": plan.size,
+        "big_step_s": secs,
+        "recommended_steps": steps,
+        "big_volume_estimate_s": secs * steps,
+    }
+    out |= _check_estimate(big, plan, rec)
+    return out
+
+
+def _check_estimate(model, plan: Plan, rec) -> dict:
+    """``--dry-run``'s traced memory and probed time against this device's own measurement
+    (``torch.cuda.max_memory_allocated`` on a GPU) for a short run of the big model."""
+    import torch
+
+    from prdit.diffusion import IaNDiffusion, run_to_end, sample
+    from prdit.estimate import estimate_sampling
+
+    steps = 4
+    diffusion = IaNDiffusion()
+    est = estimate_sampling(
+        model, plan.size, 1, steps, sampler=rec.sampler, k=rec.k, diffusion=diffusion, device=plan.device
+    )
+    shape = (1, 1, plan.size, plan.size, plan.size)
+    _peak_reset(plan.device)
+    before = torch.cuda.memory_allocated(plan.device) if torch.device(plan.device).type == "cuda" else 0
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        run_to_end(sample(model, shape, rec.sampler, steps, rec.k, device=plan.device, diffusion=diffusion))
+    _sync(plan.device)
+    seconds = time.perf_counter() - t0
+    out = {"estimate_work_mib": est.work_bytes / 2**20, "estimate_s": est.seconds, "measured_s": seconds}
+    peak = _peak_mib(plan.device)
+    if peak is not None:
+        out["measured_work_mib"] = peak - before / 2**20
+        out["estimate_ratio"] = out["estimate_work_mib"] / max(out["measured_work_mib"], 1e-9)
     return out
 
 
@@ -298,8 +353,20 @@ def check_studio(plan: Plan, work: Path) -> dict:
     from prdit.paths import bundled_model
 
     studio = "import sys; from prdit_app.main import main; sys.exit(main())"
-    cmd = [sys.executable, "-c", studio, "--generate", "--device", plan.device, "--no-3d",
-           "--window-size", "1200x800", "--screenshot", str(shot), "--quit"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-c",
+        studio,
+        "--generate",
+        "--device",
+        plan.device,
+        "--no-3d",
+        "--window-size",
+        "1200x800",
+        "--screenshot",
+        str(shot),
+        "--quit",
+    ]
     if plan.sample_steps:
         cmd += ["--steps", str(plan.sample_steps), "--checkpoint", str(bundled_model("fast-32"))]
     t0 = time.perf_counter()
@@ -320,17 +387,27 @@ def check_eval(plan: Plan) -> dict:
     vols = torch.randn(plan.eval_volumes, plan.size, plan.size, plan.size) * 300.0
     _peak_reset(plan.device)
     secs, feats = _timed(lambda: ext.extract(vols), plan.device, plan.repeats)
-    return {"volumes": plan.eval_volumes, "size": plan.size, "s_per_volume": secs / plan.eval_volumes,
-            "peak_mib": _peak_mib(plan.device), "feature_shape": list(feats.shape)}  # fmt: skip
+    return {
+        "volumes": plan.eval_volumes,
+        "size": plan.size,
+        "s_per_volume": secs / plan.eval_volumes,
+        "peak_mib": _peak_mib(plan.device),
+        "feature_shape": list(feats.shape),
+    }
 
 
 # --------------------------------------------------------------------------------------- report
 def to_markdown(report: dict) -> str:
     env = report["checks"].get("environment", {}).get("result", {})
-    lines = [f"### GPU check: {env.get('gpu', 'CPU smoke run')}", "",
-             f"torch {env.get('torch')}, CUDA {env.get('cuda')}, xformers {env.get('xformers')}, "
-             f"{report['total_s']:.0f} s in all.", "",
-             "| check | status | seconds | results |", "|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"### GPU check: {env.get('gpu', 'CPU smoke run')}",
+        "",
+        f"torch {env.get('torch')}, CUDA {env.get('cuda')}, xformers {env.get('xformers')}, "
+        f"{report['total_s']:.0f} s in all.",
+        "",
+        "| check | status | seconds | results |",
+        "|---|---|---|---|",
+    ]
     for name, entry in report["checks"].items():
         res = entry.get("result") or {}
         shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in res.items())
