@@ -46,8 +46,8 @@ from prdit.atomic import current_umask, write_bytes_atomic
 from prdit.checkpoint_dirs import STEP_DIR_RE as STEP_DIR_RE  # re-exported: prdit.cli.info uses it
 from prdit.checkpoint_dirs import list_checkpoints
 from prdit.data.normalize import HUWindow
+from prdit.sampler_defaults import DISPLAY_META_KEY, DisplayWindow, SamplerDefaults
 from prdit.sampler_defaults import META_KEY as SAMPLING_META_KEY
-from prdit.sampler_defaults import SamplerDefaults
 
 FORMAT = "prdit-checkpoint"
 MODEL_FORMAT = "prdit-model"
@@ -396,6 +396,11 @@ class InferenceInfo:
         return SamplerDefaults.from_meta(self.extra, source=f"checkpoint {self.source}")
 
     @property
+    def display_window(self) -> DisplayWindow | None:
+        """The display window the file recommends (None: the viewer decides)."""
+        return DisplayWindow.from_meta(self.extra, source=f"checkpoint {self.source}")
+
+    @property
     def display_name(self) -> str:
         if self.stage == 3 and self.base_size:
             return f"{self.model_name}@{self.base_size}->{self.input_size}"
@@ -602,7 +607,11 @@ def load_for_inference(
         weights=str(kind),
         stage=int(meta.get("stage", 1)),
         base_size=int(meta["base_size"]) if meta.get("base_size") else None,
-        extra={k: meta[k] for k in ("config", *HIGHRES_META_KEYS, SAMPLING_META_KEY) if k in meta},
+        extra={
+            k: meta[k]
+            for k in ("config", *HIGHRES_META_KEYS, SAMPLING_META_KEY, DISPLAY_META_KEY)
+            if k in meta
+        },
     )
     try:
         _ = info.sampler_defaults  # a malformed recommendation fails here, naming the file
@@ -619,13 +628,15 @@ def export_model(
     quantize: str | None = None,
     sampling: SamplerDefaults | None = None,
     sampling_note: str | None = None,
+    display: DisplayWindow | None = None,
 ) -> Path:
     """Write one inference-only ``.safetensors`` (weights + JSON metadata) from a checkpoint of ours.
 
     ``dtype`` (e.g. ``torch.float16``) halves the file for shipping; loading casts back to the
     model's float32. ``quantize="int8"`` additionally stores the large matrices as int8 with
     per-output-channel scales (:func:`quantize_state`), for the bundled model's size budget.
-    ``sampling`` records the sampler settings the model was tuned for (:mod:`prdit.sampler_defaults`).
+    ``sampling`` records the sampler settings the model was tuned for and ``display`` the window its
+    volumes are meant to be seen in (:mod:`prdit.sampler_defaults`).
     """
     if quantize not in (None, "int8"):
         raise CheckpointError(f"export quantize must be None or 'int8', got {quantize!r}")
@@ -661,6 +672,8 @@ def export_model(
         out_meta["quantization"] = quantization
     if sampling is not None:
         out_meta[SAMPLING_META_KEY] = sampling.to_meta(sampling_note)
+    if display is not None:
+        out_meta[DISPLAY_META_KEY] = display.to_meta()
     from safetensors.torch import save
 
     out = Path(out)

@@ -33,7 +33,7 @@ from prdit.checkpoint import (
     sha256_file,
 )
 from prdit.data.normalize import HUWindow
-from prdit.sampler_defaults import SamplerDefaults
+from prdit.sampler_defaults import DisplayWindow, SamplerDefaults
 
 MAX_HEADER_BYTES = 100 << 20  # the safetensors format's own limit
 #: safetensors dtype codes -> the torch names a .pt shows, so both forms print alike
@@ -292,6 +292,14 @@ def format_summary(s: CheckpointSummary) -> list[str]:
     except ValueError as exc:
         sampling = f"unreadable recommendation ({exc})"
     add("sampling", sampling)
+    try:
+        display = DisplayWindow.from_meta(s.meta, source=str(s.source))
+        add(
+            "display window",
+            display.describe() + " (recommended by the model)" if display else "not recorded",
+        )
+    except ValueError as exc:
+        add("display window", f"unreadable recommendation ({exc})")
     add("file size", f"{_mib(s.file_size)} ({s.file_size:,} bytes)")
     add("sha256", s.sha256)
     if s.meta.get("source_sha256"):

@@ -1,4 +1,5 @@
-"""The sampler settings a model file recommends, so every front end starts from the tuned ones.
+"""What a model file recommends to the front ends: the sampler settings it was tuned for and the
+display window its volumes read best in, so every front end starts from them.
 
 The paper's best hot-sampler multiplier (k = 2) was tuned for PRDiT-B at 128^3 on LIDC; a small,
 briefly trained model can prefer another k (``benchmarks/tune_sampler.py`` measures it on
@@ -18,6 +19,7 @@ from prdit.diffusion import SAMPLERS
 
 PAPER_K = 2
 META_KEY = "sampling"
+DISPLAY_META_KEY = "display"
 
 
 @dataclass(frozen=True)
@@ -87,3 +89,41 @@ class SamplerDefaults:
         if not origin:
             return text
         return text + (" (recommended by the model)" if self.recommended else " (paper default)")
+
+
+@dataclass(frozen=True)
+class DisplayWindow:
+    """A window (width, level in HU) a model's volumes are meant to be looked at in."""
+
+    width: float
+    level: float
+
+    def __post_init__(self) -> None:
+        for name in ("width", "level"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+                raise ValueError(f"display window {name} must be a number, got {value!r}")
+        if not 1 <= self.width <= 100_000:
+            raise ValueError(f"display window width must be between 1 and 100000 HU, got {self.width!r}")
+
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, Any] | None, source: str = "model") -> DisplayWindow | None:
+        """The recommendation in a model's metadata (None when it has none); a malformed entry
+        raises ``ValueError`` naming ``source``."""
+        entry = (meta or {}).get(DISPLAY_META_KEY)
+        if entry is None:
+            return None
+        if not isinstance(entry, Mapping) or set(entry) - {"window_width", "window_level", "note"}:
+            raise ValueError(
+                f"{source}: metadata '{DISPLAY_META_KEY}' must be a mapping of window_width, window_level"
+            )
+        try:
+            return cls(entry.get("window_width"), entry.get("window_level"))
+        except ValueError as exc:
+            raise ValueError(f"{source}: metadata '{DISPLAY_META_KEY}': {exc}") from None
+
+    def to_meta(self) -> dict[str, Any]:
+        return {"window_width": float(self.width), "window_level": float(self.level)}
+
+    def describe(self) -> str:
+        return f"W {self.width:.0f} / L {self.level:.0f}"

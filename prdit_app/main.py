@@ -99,7 +99,9 @@ def install_panels(window) -> list[str]:
     def generate():
         from prdit_app.panels.generate import GeneratePanel
 
-        return GeneratePanel(show_volume=window.show_generated)
+        panel = GeneratePanel(show_volume=window.show_generated)
+        panel.windowRecommended.connect(window.state.recommend_window)
+        return panel
 
     def export():
         from prdit_app.panels.export import ExportPanel

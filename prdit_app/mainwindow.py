@@ -299,6 +299,14 @@ class MainWindow(QMainWindow):
             a.setIconText(p.label)
             a.setToolTip(f"{p.label}: width {p.width:.0f} HU, level {p.level:.0f} HU ({p.shortcut})")
             self.wl_actions.append(a)
+        self.act_auto_window = self._action(
+            "&Auto (from the data)",
+            self.apply_auto_window,
+            "A",
+            tip="Window from the volume's own values (1st-99th percentile): for MR, PET or unitless data",
+        )
+        self.act_auto_window.setIconText("Auto")
+        self.act_auto_window.setToolTip("Auto window from the data's 1st-99th percentiles (A)")
         self.act_neuro = self._action(
             "&Neurological convention (patient right on screen right)", self._toggle_convention, "Ctrl+L"
         )
@@ -338,6 +346,8 @@ class MainWindow(QMainWindow):
 
         m_view = mb.addMenu("&View")
         m_wl = m_view.addMenu("&Window / level")
+        m_wl.addAction(self.act_auto_window)
+        m_wl.addSeparator()
         m_wl.addActions(self.wl_actions)
         m_view.addAction(self.act_neuro)
         m_view.addSeparator()
@@ -357,6 +367,7 @@ class MainWindow(QMainWindow):
         tb.addAction(self.act_open)
         tb.addSeparator()
         tb.addWidget(QLabel(" W/L: "))
+        tb.addAction(self.act_auto_window)
         for a in self.wl_actions:
             tb.addAction(a)
         tb.addSeparator()
@@ -554,8 +565,19 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ display
     def apply_wl_preset(self, name: str) -> None:
+        """A named window/level preset, or ``auto`` (:meth:`apply_auto_window`)."""
+        if name.strip().lower() == "auto":
+            self.apply_auto_window()
+            return
         p = window_level_preset(name)
         self.state.set_window_level(p.width, p.level)
+
+    def apply_auto_window(self) -> None:
+        chosen = self.state.apply_auto_window()
+        if chosen is not None:
+            self.statusBar().showMessage(
+                f"Auto window from the data: W {chosen[0]:.0f}  L {chosen[1]:.0f}", 4000
+            )
 
     def set_vr_preset(self, name: str) -> None:
         if self.volume3d is None:

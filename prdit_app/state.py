@@ -27,20 +27,51 @@ NEUROLOGICAL = "neurological"
 DEFAULT_CT_WINDOW = (350.0, 50.0)
 
 
-def _looks_like_hu(array: np.ndarray) -> bool:
-    """CT in HU has air near -1000; MR/other data is mostly non-negative."""
-    sample = array[:: max(1, array.shape[0] // 16), ::4, ::4]
-    return bool(np.nanmin(sample) <= -500 and np.nanmax(sample) >= -100)
+def _subsample(array: np.ndarray, target: int = 2_000_000) -> np.ndarray:
+    """A strided subsample of at most ~``target`` voxels (cheap even at 512^3)."""
+    step = max(1, int(round((array.size / target) ** (1 / 3))))
+    return np.asarray(array[::step, ::step, ::step], dtype=np.float64).ravel()
 
 
-def _auto_window(array: np.ndarray) -> tuple[float, float]:
-    """Robust 1-99 percentile window on a strided subsample (cheap even at 512^3)."""
-    sample = np.asarray(array[:: max(1, array.shape[0] // 32), ::2, ::2], dtype=np.float64)
-    lo, hi = np.nanpercentile(sample, [1.0, 99.0])
-    if not np.isfinite(lo) or not np.isfinite(hi) or hi <= lo:
-        lo, hi = float(np.nanmin(sample)), float(np.nanmax(sample))
+def looks_like_ct(volume: Volume) -> bool:
+    """Whether to show ``volume`` with CT (HU) windows.
+
+    The modality decides when the file states one (DICOM ``Modality``; phantoms and generated
+    volumes say CT). Otherwise the values: CT in HU has air, so at least 0.5 % of the voxels lie
+    near -1000 (padding down to -3024 outside the scan field counts too), and almost nothing above
+    the densest bone and metal (~4000). An MR volume such as nibabel's ``anatomical.nii``
+    (-610..30393, 0.5th percentile 751) is not CT; neither is an RT dose grid (Gy or cGy).
+    """
+    modality = str(volume.metadata.get("modality", "") or "").strip().upper()
+    if modality:
+        return modality == "CT"
+    sample = _subsample(volume.array)
+    if sample.size == 0:
+        return False
+    low, high = np.percentile(sample, [0.5, 99.5])
+    return bool(-3100 <= low <= -800 and -200 <= high <= 4000)
+
+
+def auto_window(array: np.ndarray) -> tuple[float, float]:
+    """(width, level) from robust percentiles (1st-99th) of the data, as viewers' "Auto W/L".
+
+    A single value that fills much of the volume at its minimum (scanner padding, the zero
+    background of MR) is left out first, so it does not pull the window down. Always a usable
+    window: a constant volume gets width 1 around its value.
+    """
+    sample = _subsample(array)
+    sample = sample[np.isfinite(sample)]
+    if sample.size == 0:
+        return 1.0, 0.0
+    floor = sample.min()
+    inside = sample[sample > floor]
+    if inside.size and (sample.size - inside.size) > 0.05 * sample.size:
+        sample = inside
+    lo, hi = np.percentile(sample, [1.0, 99.0])
+    if hi <= lo:
+        lo, hi = float(sample.min()), float(sample.max())
         if hi <= lo:
-            hi = lo + 1.0
+            return 1.0, float(lo)
     return float(hi - lo), float((hi + lo) / 2.0)
 
 
@@ -82,6 +113,7 @@ class ViewerState(QObject):
         self.convention = RADIOLOGICAL
         self.generation = 0  # bumps with every set_volume: lets throttled views skip stale work
         self._user_window = False  # the user chose W/L (preset, drag): keep it across new volumes
+        self.is_ct = True  # the current volume is shown with CT (HU) windows (looks_like_ct)
 
     # ------------------------------------------------------------------ volume
     @property
@@ -125,15 +157,32 @@ class ViewerState(QObject):
 
     def _choose_window(self, volume: Volume) -> None:
         hint = _metadata_window(volume.metadata)
+        ct = looks_like_ct(volume)
         if hint is not None:
             w, level = hint
-        elif _looks_like_hu(volume.array):
-            if self._user_window:
+        elif ct:
+            if self._user_window and self.is_ct:
+                self.is_ct = True
                 return  # CT after CT: keep the window the user picked
             w, level = DEFAULT_CT_WINDOW
         else:
-            w, level = _auto_window(volume.array)
+            w, level = auto_window(volume.array)
+        self.is_ct = ct
+        self._user_window = False
         self._apply_window(w, level)
+
+    def apply_auto_window(self) -> tuple[float, float] | None:
+        """The "Auto" entry: a window from the current volume's own values (:func:`auto_window`)."""
+        if self.volume is None:
+            return None
+        w, level = auto_window(self.volume.array)
+        self.set_window_level(w, level)
+        return w, level
+
+    def recommend_window(self, width: float, level: float) -> None:
+        """A window suggested by what made the data (a model's recommendation): applied like a
+        file's hint, so a preset the user picks afterwards still wins."""
+        self._apply_window(width, level)
 
     # ------------------------------------------------------------------ window/level
     @property

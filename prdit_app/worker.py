@@ -39,8 +39,8 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 from prdit.data.normalize import HUWindow
 from prdit.estimate import sampling_needs_check
 from prdit.precision import choose_precision, with_precision
+from prdit.sampler_defaults import DISPLAY_META_KEY, DisplayWindow, SamplerDefaults
 from prdit.sampler_defaults import META_KEY as SAMPLING_META_KEY
-from prdit.sampler_defaults import SamplerDefaults
 from prdit.threads import ThreadGovernor, apply_threads, choose_threads
 from prdit.volume import Volume
 
@@ -146,6 +146,8 @@ class ModelInfo:
     diffusion: dict[str, Any] = field(default_factory=dict)
     #: the sampler settings the file recommends (the paper's hot, k = 2 when it records none)
     sampler_defaults: SamplerDefaults = field(default_factory=SamplerDefaults)
+    #: the display window the file recommends (None: the viewer's own choice)
+    display_window: DisplayWindow | None = None
 
     @property
     def size_label(self) -> str:
@@ -197,6 +199,13 @@ class ModelInfo:
             sampler_defaults = SamplerDefaults.from_meta({SAMPLING_META_KEY: entry}, source=path or "model")
         except ValueError:  # a malformed recommendation: load_for_inference reports it on Start
             sampler_defaults = SamplerDefaults()
+        display_entry = extra.get(DISPLAY_META_KEY) if DISPLAY_META_KEY in extra else get(DISPLAY_META_KEY)
+        try:
+            display_window = DisplayWindow.from_meta(
+                {DISPLAY_META_KEY: display_entry}, source=path or "model"
+            )
+        except ValueError:
+            display_window = None
         return cls(
             model_name=str(name),
             input_size=int(size),
@@ -208,6 +217,7 @@ class ModelInfo:
             stage=int(get("stage") or 1),
             diffusion=dict(diffusion or {}),
             sampler_defaults=sampler_defaults,
+            display_window=display_window,
         )
 
 

@@ -29,6 +29,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--recommend-steps", type=int, metavar="N", help="record the sampling step count it was tuned for"
     )
     parser.add_argument("--recommend-note", metavar="TEXT", help="how the recommendation was measured")
+    parser.add_argument(
+        "--recommend-window",
+        nargs=2,
+        type=float,
+        metavar=("WIDTH", "LEVEL"),
+        help="record the display window (HU) the model's volumes are meant to be seen in, e.g. 1500 -600 "
+        "(the lung window); the studio applies it when a generation starts",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
     from prdit.checkpoint import export_model, load_for_inference
     from prdit.cli import CliError
-    from prdit.sampler_defaults import PAPER_K, SamplerDefaults
+    from prdit.sampler_defaults import PAPER_K, DisplayWindow, SamplerDefaults
 
     sampling = None
     if args.recommend_k is not None or args.recommend_steps is not None:
@@ -54,6 +62,12 @@ def run(args: argparse.Namespace) -> int:
                 raise CliError(f"{flag}: {exc}") from None
     elif args.recommend_note:
         raise CliError("--recommend-note needs --recommend-k or --recommend-steps")
+    display = None
+    if args.recommend_window:
+        try:
+            display = DisplayWindow(*args.recommend_window)
+        except ValueError as exc:
+            raise CliError(f"--recommend-window: {exc}") from None
     out = export_model(
         args.checkpoint,
         args.out,
@@ -62,10 +76,13 @@ def run(args: argparse.Namespace) -> int:
         quantize=None if args.quantize == "none" else args.quantize,
         sampling=sampling,
         sampling_note=args.recommend_note,
+        display=display,
     )
     _, info = load_for_inference(out)  # proves the file loads before we report success
     size_mb = Path(out).stat().st_size / 1e6
     print(f"wrote {out} ({size_mb:.1f} MB): {info.display_name} sha256 {info.sha256[:16]}…")
     if sampling is not None:
         print(f"  sampling: {info.sampler_defaults.describe()}")
+    if display is not None:
+        print(f"  display window: {info.display_window.describe()}")
     return 0

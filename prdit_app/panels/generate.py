@@ -107,6 +107,8 @@ def describe_model(info: ModelInfo | None, path: Path | None = None) -> str:
         detail += f"; trained {info.step:,} steps"
     lines.append(detail)
     lines.append(f"sampler: {info.sampler_defaults.describe()}")
+    if info.display_window is not None:
+        lines.append(f"display window: {info.display_window.describe()} (recommended by the model)")
     return "<br>".join(lines)
 
 
@@ -147,7 +149,9 @@ class GeneratePanel(QWidget):
     volumeShown = Signal(object)
     runFinished = Signal(object)
     runningChanged = Signal(bool)
-    estimateReady = Signal(str)  # from the estimate thread; delivered queued on the GUI thread
+    estimateReady = Signal(str)
+    #: the model recommends a display window (width, level HU); emitted when a run starts
+    windowRecommended = Signal(float, float)  # from the estimate thread; delivered queued on the GUI thread
 
     def __init__(
         self,
@@ -437,6 +441,9 @@ class GeneratePanel(QWidget):
         self.rate_label.setText("– steps/s")
         self.eta_label.setText("ETA –")
         self.status_label.setText("Starting…")
+        recommended = self.selected_model_info()
+        if recommended is not None and recommended.display_window is not None:
+            self.windowRecommended.emit(recommended.display_window.width, recommended.display_window.level)
         source = self.source_factory(request) if self.source_factory is not None else None
         self.controller.start(request, source, on_step=self.store.record)
         self._set_running(True)

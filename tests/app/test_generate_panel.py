@@ -316,3 +316,23 @@ def test_start_refuses_a_request_that_cannot_fit_before_sampling(qtbot, monkeypa
     assert dialogs and dialogs[0][0] == "Not enough memory", dialogs
     assert "largest number of volumes at once" in dialogs[0][1] and "Nothing was started" in dialogs[0][1]
     assert p.last_update is None  # not one sampling step ran
+
+
+def test_the_models_display_window_is_applied_when_a_run_starts(qtbot, tmp_path):
+    from prdit_app.main import install_panels
+    from prdit_app.mainwindow import MainWindow
+
+    os.environ["PRDIT_SETTINGS"] = str(tmp_path / "settings.ini")
+    window = MainWindow(enable_3d=False)
+    qtbot.addWidget(window)
+    install_panels(window)
+    panel = window.findChild(GeneratePanel)
+    info = panel.selected_model_info()
+    assert info.display_window is not None  # the bundled default recommends the lung window
+    assert "display window: W 1500 / L -600" in panel.model_info_label.text()
+    panel.steps_spin.setValue(2)
+    panel.start()
+    qtbot.waitUntil(lambda: not panel.running, timeout=60000)
+    assert (window.state.window, window.state.level) == (1500.0, -600.0)
+    window.apply_wl_preset("mediastinum")  # the user's choice still wins afterwards
+    assert window.state.window == 350.0

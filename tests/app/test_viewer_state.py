@@ -129,3 +129,49 @@ def test_cursor_is_clipped_into_the_volume_and_probe_reads_the_voxel():
 def test_bad_convention_is_refused():
     with pytest.raises(ValueError, match="radiological"):
         ViewerState().set_convention("sideways")
+
+
+def test_ct_is_told_from_mr_and_dose_by_modality_then_values():
+    import nibabel
+
+    from prdit.data.io import read_volume
+    from prdit_app.state import looks_like_ct
+
+    mr = read_volume(f"{nibabel.__path__[0]}/tests/data/anatomical.nii")  # -610..30393, no modality
+    assert not looks_like_ct(mr)
+    assert looks_like_ct(thorax())  # air at -1000, tissue near 0: CT in HU
+    dose = Volume(np.random.default_rng(0).uniform(0, 1e6, (8, 8, 8)).astype(np.float32))
+    assert not looks_like_ct(dose)
+    labelled = thorax()
+    labelled.metadata["modality"] = "MR"  # the file's own word wins over the values
+    assert not looks_like_ct(labelled)
+
+
+def test_auto_window_uses_robust_percentiles_and_skips_a_filling_background():
+    from prdit_app.state import auto_window
+
+    rng = np.random.default_rng(2)
+    arr = rng.uniform(100, 1100, size=(20, 20, 20))
+    arr[:, :, :10] = 0  # half the volume is zero background (MR outside the head)
+    w, level = auto_window(arr)
+    lo, hi = np.percentile(arr[arr > 0], [1, 99])
+    assert abs((level - w / 2) - lo) < 15 and abs((level + w / 2) - hi) < 15
+    assert auto_window(np.full((4, 4, 4), 7.0)) == (1.0, 7.0)  # constant: still a usable window
+
+
+def test_mr_opens_in_an_auto_window_and_ct_after_it_gets_the_ct_default(qtbot):
+    import nibabel
+
+    from prdit.data.io import read_volume
+
+    st = ViewerState()
+    mr = read_volume(f"{nibabel.__path__[0]}/tests/data/anatomical.nii")
+    st.set_volume(mr)
+    lo, hi = st.levels
+    p1, p99 = np.percentile(mr.array[mr.array > mr.array.min()], [1, 99])
+    assert abs(lo - p1) < 0.05 * (p99 - p1) and abs(hi - p99) < 0.05 * (p99 - p1)
+    assert not st.is_ct
+    st.set_window_level(1000, 15000)  # the user adjusts the MR window
+    st.set_volume(thorax())  # a CT next: the MR window must not carry over
+    assert (st.window, st.level) == (350.0, 50.0) and st.is_ct
+    assert st.apply_auto_window() is not None and st.window > 350  # "Auto" on CT: from its values

@@ -199,6 +199,24 @@ def test_window_level_presets_change_the_image_levels(studio, qtbot):
     assert "W 80" in studio.axial.info_label.text()
 
 
+def test_mr_opens_readable_and_the_auto_key_recomputes_the_window(studio, qtbot):
+    assert studio.open_path(NIB_DATA / "anatomical.nii")  # an MR: -610..30393
+    arr = studio.state.volume.array
+    lo, hi = studio.axial.image.levels
+    assert arr.min() < lo < hi < arr.max()  # not the CT window W 350 / L 50
+    inside = np.mean((arr > lo) & (arr < hi))
+    assert inside > 0.3  # most of the head is neither black nor white
+    qtbot.keyClick(studio, Qt.Key.Key_1)  # lung window: useless on MR
+    qtbot.keyClick(studio, Qt.Key.Key_A)
+    assert tuple(studio.axial.image.levels) == pytest.approx((lo, hi))
+    from PySide6.QtWidgets import QToolBar
+
+    toolbar = studio.findChild(QToolBar, "main-toolbar")
+    assert studio.act_auto_window in toolbar.actions()  # on the toolbar, beside the presets
+    studio.apply_wl_preset("auto")  # what --preset auto does in scripted use
+    assert tuple(studio.axial.image.levels) == pytest.approx((lo, hi))
+
+
 def test_hu_readout_equals_the_voxel_value(studio):
     vol = thorax(direction=np.diag([-1.0, -1.0, 1.0]))
     studio.set_volume(vol)

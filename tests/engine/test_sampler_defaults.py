@@ -100,3 +100,22 @@ def test_export_refuses_a_bad_recommendation(exported, tmp_path, capsys):
     assert cli_main(["export-model", str(exported / "run"), str(out), "--recommend-steps", "0"]) != 0
     assert "--recommend-steps: steps must be an integer >= 1" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_display_window_is_recorded_shown_and_checked(exported, tmp_path, capsys):
+    from prdit.sampler_defaults import DisplayWindow
+
+    out = tmp_path / "windowed.safetensors"
+    assert cli_main(["export-model", str(exported / "run"), str(out), "--recommend-window", "1500", "-600"]) == 0
+    _, info = ckpt.load_for_inference(out)
+    assert info.display_window == DisplayWindow(1500.0, -600.0)
+    _, plain = ckpt.load_for_inference(exported / "plain.safetensors")
+    assert plain.display_window is None
+    capsys.readouterr()
+    assert cli_main(["info", str(out)]) == 0
+    assert "display window:  W 1500 / L -600 (recommended by the model)" in capsys.readouterr().out
+    assert cli_main(["export-model", str(exported / "run"), str(tmp_path / "x.safetensors"),
+                     "--recommend-window", "0", "40"]) == 2  # fmt: skip
+    assert "--recommend-window: display window width must be between 1 and 100000" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="metadata 'display'"):
+        DisplayWindow.from_meta({"display": {"width": 3}}, source="m")
