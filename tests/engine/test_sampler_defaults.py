@@ -106,7 +106,9 @@ def test_a_display_window_is_recorded_shown_and_checked(exported, tmp_path, caps
     from prdit.sampler_defaults import DisplayWindow
 
     out = tmp_path / "windowed.safetensors"
-    assert cli_main(["export-model", str(exported / "run"), str(out), "--recommend-window", "1500", "-600"]) == 0
+    assert (
+        cli_main(["export-model", str(exported / "run"), str(out), "--recommend-window", "1500", "-600"]) == 0
+    )
     _, info = ckpt.load_for_inference(out)
     assert info.display_window == DisplayWindow(1500.0, -600.0)
     _, plain = ckpt.load_for_inference(exported / "plain.safetensors")
