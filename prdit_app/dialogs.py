@@ -28,6 +28,11 @@ def set_error_sink(sink: Callable[[str, str], None] | None) -> None:
     _error_sink = sink
 
 
+def scripted() -> bool:
+    """Errors go to a sink (``--quit`` scripted use): no modal dialog may be shown."""
+    return _error_sink is not None
+
+
 def show_error(parent: QWidget | None, title: str, message: str) -> None:
     """A modal error box (or the scripted-mode sink). Tests patch ``QMessageBox.critical``."""
     if _error_sink is not None:

@@ -491,15 +491,18 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Reading {path} ...")
         try:
             try:
-                volume = read_volume(path, series_uid)
+                volume = read_volume(path, series_uid, allow_2d=True)
             except MultipleSeriesError as exc:
                 QApplication.restoreOverrideCursor()
+                if dialogs.scripted():  # no one can answer a chooser: name the series instead
+                    self._report_open_error(path, str(exc))
+                    return False
                 chooser = dialogs.SeriesChooserDialog(path, exc.series, self)
                 if chooser.exec() != chooser.DialogCode.Accepted or not chooser.selected_uid():
                     self.statusBar().showMessage("Opening cancelled", 3000)
                     return False
                 QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
-                volume = read_volume(path, chooser.selected_uid())
+                volume = read_volume(path, chooser.selected_uid(), allow_2d=True)
         except VolumeReadError as exc:
             self._report_open_error(path, str(exc))
             return False
@@ -513,14 +516,23 @@ class MainWindow(QMainWindow):
             if QApplication.overrideCursor() is not None:
                 QApplication.restoreOverrideCursor()
         self.set_volume(volume, source=path)
+        if volume.metadata.get("single_slice") or min(volume.shape) == 1:
+            self.statusBar().showMessage(
+                f"Opened {Path(path).name}: a single slice ({volume.shape[2]}x{volume.shape[1]}); "
+                "the 3D view shows its outline only",
+                8000,
+            )
         self.settings.add_recent_file(path)
         self.settings.set_last_folder(path)
         self._rebuild_recent_menu()
         return True
 
     def _report_open_error(self, path: str, message: str) -> None:
-        self.statusBar().showMessage(f"Could not open {path}", 5000)
-        dialogs.show_error(self, "Cannot open volume", message if path in message else f"{path}: {message}")
+        """The reason goes into the window: a dialog, and the status bar (which a scripted
+        screenshot shows) keeps it until the next message."""
+        text = message if path in message else f"{path}: {message}"
+        self.statusBar().showMessage(f"Could not open {Path(path).name}: {text.splitlines()[0]}")
+        dialogs.show_error(self, "Cannot open volume", text)
 
     def open_phantom(self, seed: int, size: int = 128) -> bool:
         from prdit.data.phantom import generate_phantom

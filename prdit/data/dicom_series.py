@@ -30,6 +30,14 @@ class DicomError(ValueError):
     """Base class of the DICOM problems (the io module re-raises them as VolumeReadError)."""
 
 
+class SingleImageSeriesError(DicomError):
+    """A series of one 2D image; ``.path`` is that file (the studio shows it as one slice)."""
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 @dataclass
 class SeriesInfo:
     """One series found in a folder (what ``prdit info`` lists and ``--series`` selects)."""
@@ -193,7 +201,10 @@ def sort_and_check(headers: list[_Header], where: str) -> tuple[list[_Header], f
             "read it with read_volume(file) instead of its folder"
         )
     if len(headers) < 2:
-        raise DicomError(f"{where}: the series holds a single 2D image ({headers[0].path}), not a 3D volume")
+        raise SingleImageSeriesError(
+            f"{where}: the series holds a single 2D image ({headers[0].path}), not a 3D volume",
+            headers[0].path,
+        )
     for h in headers:
         if h.position is None or h.orientation is None or h.pixel_spacing is None:
             missing = [

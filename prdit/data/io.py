@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from prdit.atomic import atomic_path
-from prdit.data.dicom_series import DicomError, SeriesInfo, read_dicom_series
+from prdit.data.dicom_series import DicomError, SeriesInfo, SingleImageSeriesError, read_dicom_series
 from prdit.data.dicom_series import list_dicom_series as _list_dicom_series
 from prdit.volume import Volume
 
@@ -99,12 +99,15 @@ def read_volume(
     *,
     key: str | None = None,
     spacing: tuple[float, float, float] | float | None = None,
+    allow_2d: bool = False,
 ) -> Volume:
     """Read a CT volume in HU (int16 when stored as integers, else float32) with its geometry.
 
     ``series_uid`` selects a series in a DICOM folder; ``key`` the array in an ``.npz``;
     ``spacing`` (mm, ``(i, j, k)`` order or one number) overrides the spacing of formats that do
-    not store it (``.npz`` and ``.npy`` without sidecar).
+    not store it (``.npz`` and ``.npy`` without sidecar). ``allow_2d`` (the studio) reads a single
+    image (one DICOM slice, a 2D NIfTI or array) as a volume one slice deep; training, evaluation
+    and export keep refusing it with a message that says so.
     """
     p = Path(path)
     if not p.exists():
@@ -112,17 +115,22 @@ def read_volume(
     fmt = volume_format(p)
     try:
         if fmt == "dicom":
-            volume = read_dicom_series(p, series_uid)
+            try:
+                volume = read_dicom_series(p, series_uid)
+            except SingleImageSeriesError as exc:
+                if not allow_2d:
+                    raise
+                volume = _read_dicom_file(Path(exc.path), allow_2d=True)
         elif fmt == "nifti":
-            volume = _read_nifti(p)
+            volume = _read_nifti(p, allow_2d)
         elif fmt == "npy":
-            volume = _read_npy(p)
+            volume = _read_npy(p, allow_2d)
         elif fmt == "npz":
-            volume = _read_npz(p, key)
+            volume = _read_npz(p, key, allow_2d)
         elif fmt == "dicom-file":
-            volume = _read_dicom_file(p)
+            volume = _read_dicom_file(p, allow_2d)
         else:
-            volume = _read_sitk(p)
+            volume = _read_sitk(p, allow_2d)
     except MultipleSeriesError:
         raise
     except VolumeReadError:
@@ -155,9 +163,13 @@ def _fix_dtype(array: np.ndarray) -> np.ndarray:
     return array.astype(np.float32, copy=False)
 
 
-def _need_3d(array: np.ndarray, path: Path) -> np.ndarray:
+def _need_3d(array: np.ndarray, path: Path, allow_2d: bool = False) -> np.ndarray:
     if array.ndim == 4 and array.shape[-1] == 1:
         array = array[..., 0]
+    if allow_2d and array.ndim == 2:
+        return array[None]  # one slice deep: (1, H, W)
+    if allow_2d and array.ndim == 3 and min(array.shape) == 1:
+        return array
     if array.ndim == 2 or (array.ndim == 3 and min(array.shape) == 1):
         raise VolumeReadError(f"{path}: a 2D image (shape {array.shape}), not a 3D volume")
     if array.ndim == 4:
@@ -171,7 +183,7 @@ def _need_3d(array: np.ndarray, path: Path) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------- NIfTI
-def _read_nifti(path: Path) -> Volume:
+def _read_nifti(path: Path, allow_2d: bool = False) -> Volume:
     import nibabel as nib
 
     try:
@@ -181,20 +193,26 @@ def _read_nifti(path: Path) -> Volume:
             raise VolumeReadError(
                 f"{path}: a 4D image with {shape[3]} volumes (shape {shape}); extract one 3D volume first"
             )
-        if len(shape) == 2 or (len(shape) >= 3 and shape[2] == 1):
+        flat = len(shape) == 2 or (len(shape) >= 3 and shape[2] == 1)
+        if flat and not allow_2d:
             raise VolumeReadError(f"{path}: a 2D image (shape {shape}), not a 3D volume")
         slope, inter = img.dataobj.slope, img.dataobj.inter
         raw = np.asanyarray(img.dataobj)
+        if flat:  # one slice deep: [i, j, 1]
+            raw = raw.reshape(shape[0], shape[1], 1)
     except VolumeReadError:
         raise
     except Exception as exc:  # nibabel raises many types for corrupt/truncated files
         raise VolumeReadError(f"{path}: not a readable NIfTI file ({type(exc).__name__}: {exc})") from exc
-    data = _need_3d(np.asarray(raw), path)
+    data = _need_3d(np.asarray(raw), path, allow_2d)
     unscaled = slope in (None, 1) and inter in (None, 0)
     scaled = not unscaled or np.issubdtype(img.get_data_dtype(), np.floating)
     data = data.astype(np.float32) if scaled and data.dtype.kind != "f" else data
     data = _fix_dtype(data)
-    affine = img.affine
+    affine = np.array(img.affine, dtype=np.float64)
+    if data.shape[2] == 1 and np.linalg.norm(affine[:3, 2]) <= 0:  # a 2D file: no third axis, 1 mm
+        n = np.cross(affine[:3, 0], affine[:3, 1])
+        affine[:3, 2] = n / (np.linalg.norm(n) or 1.0)
     rot = affine[:3, :3]
     norms = np.linalg.norm(rot, axis=0)
     if np.any(norms <= 0):
@@ -337,12 +355,12 @@ def _make_volume(array, spacing, origin, direction, source: Path, **meta) -> Vol
         raise VolumeReadError(f"{source}: {exc}") from exc
 
 
-def _read_npy(path: Path) -> Volume:
+def _read_npy(path: Path, allow_2d: bool = False) -> Volume:
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError as exc:
         raise VolumeReadError(f"{path}: not a readable .npy array ({exc})") from exc
-    array = _fix_dtype(_need_3d(np.asarray(array), path))
+    array = _fix_dtype(_need_3d(np.asarray(array), path, allow_2d))
     sidecar = _sidecar_path(path)
     meta: dict[str, Any] = {}
     known = False
@@ -358,7 +376,7 @@ def _read_npy(path: Path) -> Volume:
     return _make_volume(array, spacing, origin, direction, path, format="npy", spacing_known=known)
 
 
-def _read_npz(path: Path, key: str | None) -> Volume:
+def _read_npz(path: Path, key: str | None, allow_2d: bool = False) -> Volume:
     import zipfile
 
     try:
@@ -386,7 +404,7 @@ def _read_npz(path: Path, key: str | None) -> Volume:
             meta = {k: archive[k] for k in geometry_keys & set(keys)}
         except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
             raise VolumeReadError(f"{path}: array '{key}' is corrupt or truncated ({exc})") from exc
-    array = _fix_dtype(_need_3d(array, path))
+    array = _fix_dtype(_need_3d(array, path, allow_2d))
     spacing, origin, direction = _geometry_from(meta, path)
     return _make_volume(
         array, spacing, origin, direction, path, format="npz", npz_key=key, spacing_known="spacing" in meta
@@ -394,7 +412,7 @@ def _read_npz(path: Path, key: str | None) -> Volume:
 
 
 # ----------------------------------------------------------------------------------- SimpleITK formats
-def _read_sitk(path: Path) -> Volume:
+def _read_sitk(path: Path, allow_2d: bool = False) -> Volume:
     import SimpleITK as sitk
 
     try:
@@ -402,10 +420,10 @@ def _read_sitk(path: Path) -> Volume:
     except RuntimeError as exc:
         last = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
         raise VolumeReadError(f"{path}: not a readable image ({last})") from exc
-    return _from_sitk_checked(image, path, "sitk")
+    return _from_sitk_checked(image, path, "sitk", allow_2d)
 
 
-def _from_sitk_checked(image, path: Path, fmt: str) -> Volume:
+def _from_sitk_checked(image, path: Path, fmt: str, allow_2d: bool = False) -> Volume:
     import SimpleITK as sitk
 
     if image.GetNumberOfComponentsPerPixel() != 1:
@@ -413,7 +431,10 @@ def _from_sitk_checked(image, path: Path, fmt: str) -> Volume:
             f"{path}: {image.GetNumberOfComponentsPerPixel()} components per voxel (colour/vector), not CT"
         )
     dim = image.GetDimension()
-    if dim == 2 or (dim == 3 and image.GetSize()[2] == 1):
+    if allow_2d and dim == 2:
+        image = sitk.JoinSeries(image)  # one slice deep, 1 mm
+        dim = 3
+    if dim == 2 or (dim == 3 and image.GetSize()[2] == 1 and not allow_2d):
         raise VolumeReadError(f"{path}: a 2D image (size {image.GetSize()}), not a 3D volume")
     if dim != 3:
         raise VolumeReadError(f"{path}: a {dim}D image (size {image.GetSize()}); expected 3D")
@@ -422,8 +443,8 @@ def _from_sitk_checked(image, path: Path, fmt: str) -> Volume:
     return _make_volume(array, image.GetSpacing(), image.GetOrigin(), direction, path, format=fmt)
 
 
-def _read_dicom_file(path: Path) -> Volume:
-    """A single DICOM file: only a multi-frame volume is 3D; a slice gets a clear message."""
+def _read_dicom_file(path: Path, allow_2d: bool = False) -> Volume:
+    """A single DICOM file: a multi-frame volume, or (``allow_2d``) one slice; else a clear message."""
     import pydicom
     import SimpleITK as sitk
 
@@ -432,6 +453,8 @@ def _read_dicom_file(path: Path) -> Volume:
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types for broken files
         raise VolumeReadError(f"{path}: not a readable DICOM file ({exc})") from exc
     frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames <= 1 and allow_2d:
+        return _read_dicom_slice(path, ds)
     if frames <= 1:
         raise VolumeReadError(
             f"{path}: a single 2D DICOM image ({ds.get('Rows')}x{ds.get('Columns')}), not a 3D volume; "
@@ -442,3 +465,45 @@ def _read_dicom_file(path: Path) -> Volume:
     except RuntimeError as exc:
         raise VolumeReadError(f"{path}: cannot decode the multi-frame pixel data ({exc})") from exc
     return _from_sitk_checked(image, path, "dicom")
+
+
+def _read_dicom_slice(path: Path, ds) -> Volume:
+    """One DICOM image as a volume one slice deep, placed in 3D by its own geometry tags.
+
+    Pixels are decoded by SimpleITK (GDCM handles the compressed transfer syntaxes) with the
+    rescale slope and intercept applied, so CT comes out in HU; the slice's thickness (else 1 mm)
+    is its depth. The modality and the file's display window travel in the metadata, so the studio
+    shows an RT dose or an MR slice with its own window, not a CT one.
+    """
+    import SimpleITK as sitk
+
+    if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
+        raise VolumeReadError(f"{path}: a colour image ({ds.get('PhotometricInterpretation')}), not CT")
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        raise VolumeReadError(f"{path}: cannot decode the pixel data ({exc})") from exc
+    array = sitk.GetArrayFromImage(image).astype(np.float64)
+    array = array.reshape(1, int(ds.Rows), int(ds.Columns))
+    orientation = [float(v) for v in ds.get("ImageOrientationPatient", [1, 0, 0, 0, 1, 0])]
+    row, col = np.asarray(orientation[:3]), np.asarray(orientation[3:])
+    normal = np.cross(row, col)
+    if np.linalg.norm(normal) < 0.5:
+        raise VolumeReadError(f"{path}: ImageOrientationPatient {orientation} is not two unit vectors")
+    pixel = [float(v) for v in ds.get("PixelSpacing", [1.0, 1.0])]
+    thickness = float(ds.get("SliceThickness", 0) or 0) or 1.0
+    origin = [float(v) for v in ds.get("ImagePositionPatient", [0.0, 0.0, 0.0])]
+    meta: dict[str, Any] = {
+        "format": "dicom",
+        "modality": str(ds.get("Modality", "")),
+        "series_uid": str(ds.get("SeriesInstanceUID", "")),
+        "series_description": str(ds.get("SeriesDescription", "")),
+        "single_slice": True,
+        "spacing_known": "PixelSpacing" in ds,
+    }
+    for tag, key in (("WindowWidth", "window_width"), ("WindowCenter", "window_center")):
+        if tag in ds and ds[tag].value not in (None, ""):
+            element = ds[tag]
+            meta[key] = float(element.value[0] if element.VM > 1 else element.value)  # the first of several
+    direction = np.stack([row, col, normal], axis=1)
+    return _make_volume(_fix_dtype(array), (pixel[1], pixel[0], thickness), origin, direction, path, **meta)

@@ -163,6 +163,7 @@ class VolumeScene:
             self.renderer.AddActor(actor)
 
         self.size: tuple[int, int, int] | None = None
+        self.flat = False  # the data is one voxel thick along some axis: no volume rendering
         self.spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
         self.preset: VolumeRenderingPreset | None = None
         self._full_sample_distance = -1.0
@@ -232,7 +233,9 @@ class VolumeScene:
             np.copyto(self._buffer, src, casting="unsafe")  # same shape: reuse the buffer, no realloc
             self._vtk_array.Modified()
         self.image.Modified()
-        self.volume.VisibilityOn()
+        # a single slice has no depth to cast rays through: outline and planes only (the view says so)
+        self.flat = min(size) < 2
+        self.volume.SetVisibility(not self.flat)
         self.box_actor.VisibilityOn()
         for actor in self.plane_actors.values():
             actor.VisibilityOn()
@@ -553,6 +556,15 @@ class Volume3DView(QWidget):
         self._stack.setContentsMargins(0, 0, 0, 0)
         self._stack.addWidget(self.surface)
         self._stack.addWidget(self.stream_label)
+        self.notice = QLabel(self)  # says plainly what the view does not show (a single slice)
+        self.notice.setObjectName("notice3d")
+        self.notice.setWordWrap(True)
+        self.notice.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.notice.setStyleSheet(
+            "color: #e0e0e0; background: rgba(0, 0, 0, 150); border: none; padding: 6px;"
+        )
+        self.notice.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        self.notice.hide()
 
         if threaded is None:
             threaded = os.environ.get("PRDIT_VTK_THREAD", "1") != "0" and egl_available()
@@ -720,6 +732,21 @@ class Volume3DView(QWidget):
             return
         self.scene.set_data(st.canonical, st.grid.spacing)
         self._data_generation = st.generation
+        if self.scene.flat:
+            n = min(st.grid.size)
+            self.notice.setText(
+                f"A single slice ({n} voxel deep): nothing to render in 3D. The slice views show it; "
+                "the 3D view shows its outline and position."
+            )
+            self._place_notice()
+        self.notice.setVisible(self.scene.flat)
+
+    def _place_notice(self) -> None:
+        width = max(120, self.width() - 24)
+        self.notice.setFixedWidth(width)
+        self.notice.adjustSize()
+        self.notice.move(12, max(0, (self.height() - self.notice.height()) // 2))
+        self.notice.raise_()
 
     def _render_now(self, sync: bool = False) -> None:
         st = self.state
@@ -763,6 +790,8 @@ class Volume3DView(QWidget):
 
     def resizeEvent(self, event):  # noqa: N802
         super().resizeEvent(event)
+        if self.notice.isVisible():
+            self._place_notice()
         if self.offscreen and self.state.has_volume:
             self.schedule()
 

@@ -131,12 +131,12 @@ def test_recent_files_menu_reopens(studio, tmp_path):
     "make_bad, problem",
     [
         (lambda d: _write(d / "corrupt.nii.gz", os.urandom(2000)), "corrupt.nii.gz"),
-        (lambda d: DCM_DATA / "CT_small.dcm", "2D"),
+        (lambda d: DCM_DATA / "SC_rgb_gdcm_KY.dcm", "colour image"),
         (lambda d: NIB_DATA / "example4d.nii.gz", "4D"),
         (lambda d: _mkdir(d / "no_dicom_here"), "no_dicom_here"),
         (lambda d: d / "missing.nii", "missing.nii"),
     ],
-    ids=["corrupt", "2d", "4d", "empty-folder", "missing"],
+    ids=["corrupt", "colour", "4d", "empty-folder", "missing"],
 )
 def test_bad_input_shows_a_dialog_and_keeps_the_open_volume(studio, dialog_log, tmp_path, make_bad, problem):
     good = thorax()
@@ -148,6 +148,40 @@ def test_bad_input_shows_a_dialog_and_keeps_the_open_volume(studio, dialog_log, 
     assert str(bad) in message and problem in message
     assert studio.state.volume is good
     assert studio.state.source == "good"
+    status = studio.statusBar().currentMessage()  # the reason stays in the window, not only a dialog
+    assert status.startswith(f"Could not open {bad.name}") and problem in status
+
+
+def test_a_single_ct_slice_opens_as_a_one_slice_volume(studio, tmp_path):
+    assert studio.open_path(DCM_DATA / "CT_small.dcm")
+    vol = studio.state.volume
+    assert vol.shape == (1, 128, 128) and vol.metadata["modality"] == "CT"
+    assert studio.axial.slice_index == 0 and not studio.axial.slider.isEnabled()
+    assert studio.coronal.slider.isEnabled() and studio.sagittal.slider.isEnabled()
+    assert "a single slice" in studio.statusBar().currentMessage()
+    ds = pydicom.dcmread(DCM_DATA / "CT_small.dcm")
+    hu = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    np.testing.assert_array_equal(vol.array[0], hu)  # HU, rows x columns as stored
+    from prdit.data.io import read_volume
+    from prdit.export.dicom import write_ct_series
+
+    out = write_ct_series(vol, tmp_path / "one")  # and export copes with depth 1
+    back = read_volume(out, allow_2d=True)
+    np.testing.assert_array_equal(back.array, vol.array)
+    np.testing.assert_allclose(back.spacing, vol.spacing, rtol=1e-5)
+    np.testing.assert_allclose(back.origin, vol.origin, atol=1e-4)
+
+
+def test_scripted_open_of_several_series_names_them_instead_of_waiting(studio, dialog_log):
+    from prdit_app import dialogs
+
+    reported = []
+    dialogs.set_error_sink(lambda title, message: reported.append(message))
+    try:
+        assert not studio.open_path(DCM_DATA / "dicomdirtests")  # returns at once: no chooser
+    finally:
+        dialogs.set_error_sink(None)
+    assert reported and "choose one with --series UID" in reported[0]
 
 
 def _write(path: Path, data: bytes) -> Path:

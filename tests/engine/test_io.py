@@ -84,6 +84,26 @@ def test_single_2d_dicom_and_non_dicom_folder(tmp_path):
     shutil.copy(pydicom_file("CT_small.dcm"), one / "a.dcm")
     with pytest.raises(VolumeReadError, match="single 2D image"):
         read_volume(one)
+    # the studio's reading: one slice deep, placed by its own tags, in HU
+    for source in (pydicom_file("CT_small.dcm"), one):
+        vol = read_volume(source, allow_2d=True)
+        assert vol.shape == (1, 128, 128) and vol.metadata["single_slice"]
+        assert vol.spacing[2] == 5.0  # SliceThickness
+        np.testing.assert_allclose(vol.origin, [-158.135803, -179.035797, -75.699997])
+
+
+def test_2d_nifti_and_arrays_open_one_slice_deep_when_allowed(tmp_path):
+    flat = tmp_path / "flat.nii"
+    data = np.arange(48, dtype=np.int16).reshape(8, 6)  # nibabel [i, j]
+    nib.save(nib.Nifti1Image(data, np.diag([0.5, 0.7, 1.0, 1.0])), flat)  # a 2D array: shape (8, 6)
+    vol = read_volume(flat, allow_2d=True)
+    assert vol.shape == (1, 6, 8) and vol.spacing[:2] == pytest.approx((0.5, 0.7))
+    np.testing.assert_array_equal(vol.array[0], data.T)
+    arr = tmp_path / "a.npy"
+    np.save(arr, np.ones((5, 7), np.float32))
+    assert read_volume(arr, allow_2d=True).shape == (1, 5, 7)
+    with pytest.raises(VolumeReadError, match="2D image"):
+        read_volume(arr)
 
 
 def test_truncated_slice_in_series_is_named(tmp_path):
