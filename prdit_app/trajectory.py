@@ -272,8 +272,12 @@ class TrajectoryWidget(QWidget):
         self.play_button.setToolTip("Play the formation")
         self.play_button.setCheckable(True)
         self.step_label = QLabel("no run yet")
-        # long labels ("x0_hat · step 40/40 · t=0 · sample 2") must not widen the dock
-        self.step_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.step_label.setObjectName("trajectoryStepLabel")
+        # its own row, at least as wide as the longest text it shows ("step 1000/1000 · t=999"), so it
+        # is never clipped; the longer label with the sample goes to the tooltip and the views
+        widest = self.step_label.fontMetrics().horizontalAdvance("step 1000/1000 · t=999")
+        self.step_label.setMinimumWidth(widest + 4)
+        self.step_label.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
         self.sample_spin = QSpinBox()
         self.sample_spin.setPrefix("sample ")
         self.sample_spin.setMinimum(1)
@@ -289,8 +293,9 @@ class TrajectoryWidget(QWidget):
         top = QHBoxLayout()
         top.addWidget(self.play_button)
         top.addWidget(self.slider, 1)
+        top.addWidget(self.step_label)
         row2 = QHBoxLayout()
-        row2.addWidget(self.step_label, 1)
+        row2.addStretch(1)
         row2.addWidget(self.sample_spin)
         row2.addWidget(self.kind_combo)
         lay = QVBoxLayout(self)

@@ -25,10 +25,11 @@ from dataclasses import dataclass
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QFont
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QSlider, QVBoxLayout, QWidget
 
 from prdit_app.state import NEUROLOGICAL, ViewerState
+from prdit_app.views.overlay_text import OverlayLabel
 
 # 3D Slicer's colours: axial red, coronal green, sagittal yellow.
 VIEW_COLORS = {"axial": "#e0443e", "coronal": "#5fb54a", "sagittal": "#e8c547"}
@@ -189,15 +190,9 @@ class SliceView(QWidget):
             self._on_volume(True)
 
     # ------------------------------------------------------------------ overlays
-    def _overlay_label(self, color: str, bold: bool = False) -> QLabel:
-        label = QLabel(self.graphics)
-        font = QFont()
-        font.setPointSize(10 if bold else 9)
-        font.setBold(bold)
-        label.setFont(font)
-        label.setStyleSheet(f"color: {color}; background: transparent; border: none;")
-        label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
-        return label
+    def _overlay_label(self, color: str, bold: bool = False) -> OverlayLabel:
+        """Outlined text (legible over bone in a bone window as over air)."""
+        return OverlayLabel(self.graphics, color, bold=bold, point_size=10 if bold else 9)
 
     def resizeEvent(self, event):  # noqa: N802
         super().resizeEvent(event)

@@ -118,9 +118,13 @@ class VolumeScene:
         self.mapper.SetInteractiveUpdateRate(8.0)
         self.mapper.SetAutoAdjustSampleDistances(True)
         self.mapper.SetInteractiveAdjustSampleDistances(False)  # measured: slower still frames
-        # a per-ray random start offset turns the wood-grain stripes that regular sampling draws on
-        # thin, low-opacity structures (CT-Lung on lung parenchyma) into fine, unstructured noise
-        self.mapper.SetUseJittering(True)
+        # A per-ray random start offset (jitter) turns the wood-grain stripes that coarse sampling
+        # draws on thin, low-opacity structures into fine noise: right for the coarse frames of a
+        # camera drag or a streamed generation, wrong for a still frame, which it stipples. Measured
+        # on a 128^3 phantom (CT-Bone, 488x482, llvmpipe): the still frame's high-frequency energy
+        # (Laplacian variance) halves without jitter, 414 -> 198, at the same 0.6 s. So jitter is on
+        # only for fast frames (:meth:`set_fast`).
+        self.mapper.SetUseJittering(False)
         self.property = vtkVolumeProperty()
         self.opacity = vtkPiecewiseFunction()
         self.gradient = vtkPiecewiseFunction()
@@ -240,6 +244,10 @@ class VolumeScene:
         for actor in self.plane_actors.values():
             actor.VisibilityOn()
         return geometry_changed
+
+    def set_fast(self, fast: bool) -> None:
+        """Quality of the next frame: fast (coarse, jittered) while things move, else still (smooth)."""
+        self.mapper.SetUseJittering(bool(fast))
 
     def set_streaming(self, streaming: bool) -> None:
         """Coarser rays while volumes stream in; full quality otherwise.
@@ -373,6 +381,7 @@ class OffscreenTarget:
 
         self.window.SetSize(max(int(width), 16), max(int(height), 16))
         self.window.SetDesiredUpdateRate(8.0 if fast else 0.0001)
+        self.scene.set_fast(fast)
         self._sync_marker()
         self.window.Render()
         self._grabber.Modified()
@@ -771,6 +780,7 @@ class Volume3DView(QWidget):
             window = self.surface.GetRenderWindow()
             # streaming: the mapper's auto-adjust lowers image/sample density to reach the rate
             window.SetDesiredUpdateRate(8.0 if self._streaming else 0.0001)
+            self.scene.set_fast(self._streaming)
             window.Render()
         self.last_render_s = time.perf_counter() - t0
         self._cost[self._streaming] = self.last_render_s
