@@ -41,6 +41,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
     QFormLayout,
+    QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -520,15 +521,12 @@ class TrainPanel(QWidget):
         sf.addRow("Device", self.device_combo)
         sf.addRow("Overrides", self.extra_edit)
 
-        buttons = QHBoxLayout()
-        for b in (
-            self.start_button,
-            self.estimate_button,
-            self.stop_button,
-            self.resume_button,
-            self.open_button,
-        ):
-            buttons.addWidget(b)
+        # two rows: five buttons side by side would not fit the ~400 px dock
+        buttons = QGridLayout()
+        for i, b in enumerate((self.start_button, self.stop_button, self.resume_button)):
+            buttons.addWidget(b, 0, i)
+        buttons.addWidget(self.estimate_button, 1, 0)
+        buttons.addWidget(self.open_button, 1, 1, 1, 2)
         stats = QHBoxLayout()
         stats.addWidget(self.rate_label)
         stats.addStretch(1)
