@@ -38,6 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--preset", metavar="NAME", help="window/level preset: lung, mediastinum, soft_tissue, bone, brain"
     )
+    p.add_argument(
+        "--labels",
+        metavar="PATH",
+        help="a label map of FILE to overlay (NIfTI with integer labels, or DICOM SEG)",
+    )
     p.add_argument("--vr-preset", metavar="NAME", help="3D preset: CT-Bone, CT-Lung, CT-Soft-Tissue, CT-MIP")
     p.add_argument(
         "--neurological", action="store_true", help="neurological convention (patient right on screen right)"
@@ -187,6 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ok = window.open_phantom(args.phantom, args.size)
         elif args.file:
             ok = window.open_path(args.file, args.series)
+        if ok and args.labels:
+            ok = window.open_labels(args.labels)
         if ok and args.preset:
             window.apply_wl_preset(args.preset)  # a file's own W/L hint must not override the request
         if not ok:

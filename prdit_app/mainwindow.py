@@ -237,6 +237,10 @@ class MainWindow(QMainWindow):
         self.panel_tabs.setDocumentMode(True)
         self.info_panel = InfoPanel(self.state)
         self.panel_tabs.addTab(self.info_panel, "Volume")
+        from prdit_app.panels.labels import LabelsPanel
+
+        self.labels_panel = LabelsPanel(self.state, open_labels=self.open_labels_dialog)
+        self.panel_tabs.addTab(self.labels_panel, "Labels")
         self.dock = QDockWidget("Panels", self)
         self.dock.setObjectName("panels-dock")
         self.dock.setWidget(self.panel_tabs)
@@ -273,6 +277,12 @@ class MainWindow(QMainWindow):
         self.act_open = self._action("&Open file...", self.open_file_dialog, K.Open, tip="Open a volume file")
         self.act_open_dicom = self._action("Open DICOM &folder...", self.open_dicom_dialog, "Ctrl+Shift+O")
         self.act_phantom = self._action("Open &phantom...", self.open_phantom_dialog, "Ctrl+Shift+P")
+        self.act_open_labels = self._action(
+            "Open &label map...",
+            self.open_labels_dialog,
+            "Ctrl+Shift+L",
+            tip="A segmentation of the open volume: NIfTI (integer labels) or DICOM SEG",
+        )
         self.act_quit = self._action("&Quit", self.close, K.Quit)
         self.act_shot_window = self._action(
             "Screenshot of the &window...", lambda: self.screenshot_dialog("window"), "Ctrl+Shift+S"
@@ -332,7 +342,7 @@ class MainWindow(QMainWindow):
     def _build_menus_and_toolbar(self) -> None:
         mb = self.menuBar()
         m_file = mb.addMenu("&File")
-        m_file.addActions([self.act_open, self.act_open_dicom, self.act_phantom])
+        m_file.addActions([self.act_open, self.act_open_dicom, self.act_phantom, self.act_open_labels])
         self.recent_menu = QMenu("Open &recent", self)
         m_file.addMenu(self.recent_menu)
         m_file.addSeparator()
@@ -535,17 +545,53 @@ class MainWindow(QMainWindow):
         dialogs.show_error(self, "Cannot open volume", text)
 
     def open_phantom(self, seed: int, size: int = 128) -> bool:
+        """A procedural chest phantom, with its structure label map (the Labels tab)."""
+        from prdit.data.labels import phantom_label_map
         from prdit.data.phantom import generate_phantom
 
         QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
         try:
-            volume = generate_phantom(int(seed), int(size))
+            result = generate_phantom(int(seed), int(size), return_labels=True)
         except (ValueError, MemoryError) as exc:
             dialogs.show_error(self, "Cannot make phantom", f"phantom seed {seed}, size {size}: {exc}")
             return False
         finally:
             QApplication.restoreOverrideCursor()
-        self.set_volume(volume, source=f"phantom seed {seed}, {size}^3")
+        source = f"phantom seed {seed}, {size}^3"
+        self.set_volume(result.volume, source=source)
+        self.state.set_labels(phantom_label_map(result.labels, source=f"{source} (its structures)"))
+        return True
+
+    def open_labels_dialog(self) -> None:
+        if self.state.volume is None:
+            dialogs.show_error(self, "No volume", "Open a volume first: a label map is drawn over it.")
+            return
+        path, _ = QFileDialog.getOpenFileName(
+            self,
+            "Open label map",
+            self.settings.last_folder(),
+            "Label maps (*.nii *.nii.gz *.dcm *.nrrd *.mha *.npy *.npz);;All files (*)",
+        )
+        if path:
+            self.open_labels(path)
+
+    def open_labels(self, path: str | os.PathLike) -> bool:
+        """Overlay a segmentation of the open volume; a map that does not fit is refused with why."""
+        from prdit.data.labels import LabelMapError, read_label_map
+
+        path = str(path)
+        if self.state.volume is None:
+            self._report_open_error(path, "open a volume first: a label map is drawn over it")
+            return False
+        try:
+            labels = read_label_map(path, self.state.volume)
+        except LabelMapError as exc:
+            self.statusBar().showMessage(f"Label map not opened: {str(exc).splitlines()[0]}")
+            dialogs.show_error(self, "Cannot open label map", str(exc))
+            return False
+        self.state.set_labels(labels)
+        self.panel_tabs.setCurrentWidget(self.labels_panel)
+        self.statusBar().showMessage(f"Label map {Path(path).name}: {len(labels.labels())} labels", 5000)
         return True
 
     def set_volume(self, volume: Volume, *, source: str = "", keep_view: bool = False) -> None:
@@ -638,16 +684,15 @@ class MainWindow(QMainWindow):
         i, j, k = probe["ijk"]
         x, y, z = probe["lps"]
         value = probe["value"]
-        unit = (
-            "HU"
-            if self.state.volume is not None and self.state.volume.metadata.get("modality", "CT") == "CT"
-            else ""
-        )
+        unit = "HU" if self.state.is_ct else ""
         shown = f"{value:.0f}" if float(value).is_integer() else f"{value:.5g}"
-        self.probe_label.setText(
+        text = (
             f"voxel (i,j,k) = ({i}, {j}, {k})   LPS = ({x:.1f}, {y:.1f}, {z:.1f}) mm   "
             f"{unit or 'value'} = {shown}"
         )
+        if self.state.labels is not None:
+            text += f"   label: {probe.get('label') or '-'}"
+        self.probe_label.setText(text)
 
     # ------------------------------------------------------------------ panels
     def add_panel(self, widget: QWidget, title: str) -> int:

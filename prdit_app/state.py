@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
+from prdit.data.labels import LabelMap
 from prdit.volume import Volume
 from prdit_app.orientation import CanonicalGrid
 
@@ -100,6 +101,8 @@ class ViewerState(QObject):
     windowLevelChanged = Signal(float, float)
     #: "radiological" or "neurological"
     conventionChanged = Signal(str)
+    #: the label map, its colours, visibility or opacity changed (or it went away)
+    labelsChanged = Signal()
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -114,6 +117,10 @@ class ViewerState(QObject):
         self.generation = 0  # bumps with every set_volume: lets throttled views skip stale work
         self._user_window = False  # the user chose W/L (preset, drag): keep it across new volumes
         self.is_ct = True  # the current volume is shown with CT (HU) windows (looks_like_ct)
+        self.labels: LabelMap | None = None  # a segmentation on the volume's grid
+        self.labels_canonical: np.ndarray | None = None  # its canonical view, like ``canonical``
+        self.label_opacity = 0.4
+        self.hidden_labels: set[int] = set()
 
     # ------------------------------------------------------------------ volume
     @property
@@ -151,6 +158,9 @@ class ViewerState(QObject):
             self.cursor_lps = np.asarray(volume.center_lps(), dtype=np.float64)
             if not keep_view:
                 self._choose_window(volume)
+            if self.labels is not None:  # a label map belongs to one grid
+                self.labels = self.labels_canonical = None
+                self.labelsChanged.emit()
         self.volumeChanged.emit(geometry_changed)
         if geometry_changed:
             self.cursorChanged.emit(self.cursor_lps.copy())
@@ -202,6 +212,44 @@ class ViewerState(QObject):
             return
         self.window, self.level = width, level
         self.windowLevelChanged.emit(width, level)
+
+    # ------------------------------------------------------------------ labels
+    def set_labels(self, labels: LabelMap | None) -> None:
+        """Overlay ``labels`` (already checked to fit the volume, :func:`prdit.data.labels.check_fits`)."""
+        if labels is not None:
+            if self.volume is None or self.grid is None:
+                raise ValueError("open a volume before its label map")
+            if labels.array.shape != self.volume.shape:
+                raise ValueError(f"label map shape {labels.array.shape} != volume shape {self.volume.shape}")
+        self.labels = labels
+        self.labels_canonical = self.grid.view(labels.array) if labels is not None and self.grid else None
+        self.hidden_labels = set()
+        self.labelsChanged.emit()
+
+    def set_label_opacity(self, opacity: float) -> None:
+        self.label_opacity = float(np.clip(opacity, 0.0, 1.0))
+        self.labelsChanged.emit()
+
+    def set_label_visible(self, value: int, visible: bool) -> None:
+        (self.hidden_labels.discard if visible else self.hidden_labels.add)(int(value))
+        self.labelsChanged.emit()
+
+    def set_label_colour(self, value: int, rgb: tuple[int, int, int]) -> None:
+        if self.labels is not None:
+            self.labels.colours[int(value)] = tuple(int(c) for c in rgb)  # type: ignore[assignment]
+            self.labelsChanged.emit()
+
+    def label_lut(self) -> np.ndarray:
+        """RGBA lookup table (uint8, one row per label value): background and hidden labels clear."""
+        if self.labels is None:
+            return np.zeros((1, 4), np.uint8)
+        n = int(self.labels.array.max()) + 1
+        lut = np.zeros((max(n, 1), 4), np.uint8)
+        alpha = int(round(255 * self.label_opacity))
+        for value, rgb in self.labels.colours.items():
+            if 0 < value < n and value not in self.hidden_labels:
+                lut[value] = (*rgb, alpha)
+        return lut
 
     # ------------------------------------------------------------------ convention
     def set_convention(self, convention: str) -> None:
@@ -268,8 +316,11 @@ class ViewerState(QObject):
         if np.any(cv < 0) or np.any(cv > np.asarray(self.grid.size) - 1):
             return None
         ijk = tuple(int(v) for v in np.rint(self.grid.canonical_to_ijk(cv)))
-        return {
+        out = {
             "ijk": ijk,
             "lps": self.volume.index_to_lps(ijk),
             "value": self.volume.value_at_index(ijk),
         }
+        if self.labels is not None:
+            out["label"] = self.labels.name_at((ijk[2], ijk[1], ijk[0]))
+        return out

@@ -145,6 +145,12 @@ class SliceView(QWidget):
         self.graphics.setCentralItem(self.viewbox)
         self.image = pg.ImageItem(axisOrder="col-major")
         self.viewbox.addItem(self.image)
+        # the label map over the image: integer labels through an RGBA lookup table (clear = none)
+        self.label_image = pg.ImageItem(axisOrder="col-major")
+        self.label_image.setZValue(5)
+        self.label_image.setVisible(False)
+        self.viewbox.addItem(self.label_image)
+        self._label_index = -1
         other = {0: "sagittal", 1: "coronal", 2: "axial"}
         pen_u = pg.mkPen(VIEW_COLORS[other[self.plane.u]], width=1)
         pen_v = pg.mkPen(VIEW_COLORS[other[self.plane.v]], width=1)
@@ -184,6 +190,7 @@ class SliceView(QWidget):
         state.cursorChanged.connect(self._on_cursor)
         state.windowLevelChanged.connect(self._on_window_level)
         state.conventionChanged.connect(self._on_convention)
+        state.labelsChanged.connect(self._on_labels)
         self._apply_convention()
         self._update_info()
         if state.has_volume:
@@ -287,7 +294,30 @@ class SliceView(QWidget):
         self.slider.blockSignals(True)
         self.slider.setValue(index)
         self.slider.blockSignals(False)
+        self._refresh_labels()
         self._update_info()
+
+    # ------------------------------------------------------------------ label map
+    def _on_labels(self) -> None:
+        self._label_index = -1
+        self._refresh_labels()
+
+    def _refresh_labels(self) -> None:
+        st = self.state
+        if st.labels_canonical is None:
+            self.label_image.setVisible(False)
+            return
+        lut = st.label_lut()
+        if self._label_index != self._index:
+            self._label_index = self._index
+            self.label_image.setImage(
+                self.plane.slice_of(st.labels_canonical, self._index), autoLevels=False, levels=(0, len(lut))
+            )
+            if self._image_rect is not None:
+                self.label_image.setRect(self._image_rect)
+        self.label_image.setLookupTable(lut)
+        self.label_image.setLevels((0, len(lut)))
+        self.label_image.setVisible(True)
 
     def _on_cursor(self, _lps=None) -> None:
         st = self.state
