@@ -317,6 +317,27 @@ class MainWindow(QMainWindow):
         )
         self.act_auto_window.setIconText("Auto")
         self.act_auto_window.setToolTip("Auto window from the data's 1st-99th percentiles (A)")
+        self.measure_actions: dict[str, QAction] = {}
+        for tool, text, key in (
+            ("ruler", "&Ruler (mm)", "M"),
+            ("ellipse", "&Ellipse region (HU statistics)", "E"),
+            ("box", "&Box region (HU statistics)", "B"),
+        ):
+            a = self._action(
+                text,
+                lambda _=False, t=tool: self.set_measure_tool(t),
+                key,
+                tip="Left-drag on a slice to draw; right-click a measurement to remove it",
+            )
+            a.setCheckable(True)
+            a.setIconText(tool.capitalize())
+            self.measure_actions[tool] = a
+        self.act_clear_measurements = self._action(
+            "&Clear measurements", self.clear_measurements, "Ctrl+Shift+M"
+        )
+        self.act_stop_measuring = self._action(
+            "Stop measuring", lambda: self.set_measure_tool(None), "Escape"
+        )
         self.act_neuro = self._action(
             "&Neurological convention (patient right on screen right)", self._toggle_convention, "Ctrl+L"
         )
@@ -360,6 +381,9 @@ class MainWindow(QMainWindow):
         m_wl.addSeparator()
         m_wl.addActions(self.wl_actions)
         m_view.addAction(self.act_neuro)
+        m_measure = m_view.addMenu("&Measure")
+        m_measure.addActions(list(self.measure_actions.values()))
+        m_measure.addActions([self.act_clear_measurements, self.act_stop_measuring])
         m_view.addSeparator()
         m_view.addActions([self.act_maximise, self.act_reset, self.act_center])
         m_view.addActions([self.act_next, self.act_prev, self.act_next_page, self.act_prev_page])
@@ -379,6 +403,10 @@ class MainWindow(QMainWindow):
         tb.addWidget(QLabel(" W/L: "))
         tb.addAction(self.act_auto_window)
         for a in self.wl_actions:
+            tb.addAction(a)
+        tb.addSeparator()
+        tb.addWidget(QLabel(" Measure: "))
+        for a in self.measure_actions.values():
             tb.addAction(a)
         tb.addSeparator()
         tb.addWidget(QLabel(" 3D: "))
@@ -629,6 +657,26 @@ class MainWindow(QMainWindow):
             return
         p = window_level_preset(name)
         self.state.set_window_level(p.width, p.level)
+
+    def set_measure_tool(self, tool: str | None) -> None:
+        """Left-drag draws ``tool`` (ruler, ellipse, box) in every slice view; the active tool's
+        action toggles it off again (None: left-drag is window/level)."""
+        current = self.axial.measure.mode
+        tool = None if tool == current else tool
+        for name, action in self.measure_actions.items():
+            action.setChecked(name == tool)
+        for view in (self.axial, self.coronal, self.sagittal):
+            view.measure.set_mode(tool)
+        self.statusBar().showMessage(
+            f"Measuring: left-drag draws a {tool}; Escape or the same tool again stops"
+            if tool
+            else "Left-drag: window / level",
+            4000,
+        )
+
+    def clear_measurements(self) -> None:
+        for view in (self.axial, self.coronal, self.sagittal):
+            view.measure.clear()
 
     def apply_auto_window(self) -> None:
         chosen = self.state.apply_auto_window()

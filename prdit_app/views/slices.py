@@ -29,6 +29,7 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QSlider, QVBoxLayout, QWidget
 
 from prdit_app.state import NEUROLOGICAL, ViewerState
+from prdit_app.views.measure import MeasureTool
 from prdit_app.views.overlay_text import OverlayLabel
 
 # 3D Slicer's colours: axial red, coronal green, sagittal yellow.
@@ -97,6 +98,9 @@ class SliceViewBox(pg.ViewBox):
             if ev.modifiers() & Qt.KeyboardModifier.ShiftModifier:
                 self._view.move_cursor_to(self.mapSceneToView(ev.scenePos()))
                 return
+            if self._view.measure.mode is not None:  # a measurement tool is active: draw with it
+                self._view.measure.drag(self.mapSceneToView(ev.scenePos()), ev.isStart(), ev.isFinish())
+                return
             state = self._view.state
             if ev.isStart() or self._wl_start is None:
                 self._wl_start = (state.window, state.level)
@@ -151,6 +155,7 @@ class SliceView(QWidget):
         self.label_image.setVisible(False)
         self.viewbox.addItem(self.label_image)
         self._label_index = -1
+        self.measure = MeasureTool(self)
         other = {0: "sagittal", 1: "coronal", 2: "axial"}
         pen_u = pg.mkPen(VIEW_COLORS[other[self.plane.u]], width=1)
         pen_v = pg.mkPen(VIEW_COLORS[other[self.plane.v]], width=1)
@@ -273,7 +278,10 @@ class SliceView(QWidget):
             self.slider.setEnabled(n > 1)
             self.slider.blockSignals(False)
         self._index = -1  # force a re-slice: the voxels changed
+        if geometry_changed:
+            self.measure.clear()  # they measured another volume
         self._refresh_slice()
+        self.measure.on_values()
         if geometry_changed:
             self.image.setRect(self._image_rect)
             self.reset_view()
@@ -295,6 +303,7 @@ class SliceView(QWidget):
         self.slider.setValue(index)
         self.slider.blockSignals(False)
         self._refresh_labels()
+        self.measure.on_slice(index)
         self._update_info()
 
     # ------------------------------------------------------------------ label map

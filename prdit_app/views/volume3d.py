@@ -68,6 +68,24 @@ def _import_vtk():
     return True
 
 
+def window_mip_preset(low: float, high: float) -> VolumeRenderingPreset:
+    """A maximum-intensity projection, grey ramp from ``low`` (black) to ``high`` (white)."""
+    high = max(high, low + 1e-6)
+    return VolumeRenderingPreset(
+        name="Window-MIP",
+        description="maximum intensity through the slice views' window (non-CT data)",
+        scalar_opacity=((low, 0.0), (high, 1.0)),
+        gradient_opacity=((0.0, 1.0), (255.0, 1.0)),
+        color=((low, 0.0, 0.0, 0.0), (high, 1.0, 1.0, 1.0)),
+        shade=False,
+        ambient=0.1,
+        diffuse=0.9,
+        specular=0.2,
+        specular_power=10.0,
+        blend_mode="maximum_intensity",
+    )
+
+
 def opacity_unit_distance(spacing: tuple[float, float, float]) -> float:
     """The length (mm) over which a preset's scalar opacity applies: one voxel, as in 3D Slicer.
 
@@ -602,7 +620,10 @@ class Volume3DView(QWidget):
         self._settle.setInterval(self.SETTLE_MS)
         self._settle.timeout.connect(self._end_streaming)
 
+        self._follow_window = False  # the 3D transfer follows the slice window (non-CT data)
+        self._ct_preset = self.scene.preset.name if self.scene.preset else DEFAULT_VR_PRESET
         state.volumeChanged.connect(self._on_volume)
+        state.windowLevelChanged.connect(self._on_window)
         state.cursorChanged.connect(lambda _p: self.refresh())
         if state.has_volume:
             self._on_volume(True)
@@ -610,7 +631,20 @@ class Volume3DView(QWidget):
     # -------------------------------------------------------------- public
     def set_preset(self, name: str) -> None:
         self.scene.set_preset(volume_rendering_preset(name))
+        self._follow_window = False  # the user's choice stays until the next non-CT volume
         self.refresh()
+
+    def _apply_window_preset(self) -> None:
+        """Non-CT data (MR, PET, unitless): the HU presets mean nothing there (a bone preset turns an
+        MR into a solid block), so the 3D view shows a maximum-intensity projection through the
+        slice views' current window, grey to white, and follows it while the window changes."""
+        lo, hi = self.state.levels
+        self.scene.set_preset(window_mip_preset(lo, hi))
+        self.refresh()
+
+    def _on_window(self, _w: float, _l: float) -> None:
+        if self._follow_window:
+            self._apply_window_preset()
 
     @property
     def preset_name(self) -> str:
@@ -643,6 +677,14 @@ class Volume3DView(QWidget):
     # -------------------------------------------------------------- streaming
     def _on_volume(self, geometry_changed: bool) -> None:
         if geometry_changed:
+            if not self.state.is_ct:
+                if not self._follow_window and self.scene.preset is not None:
+                    self._ct_preset = self.scene.preset.name
+                self._follow_window = True
+                self._apply_window_preset()
+            elif self._follow_window:  # back to CT: the last CT preset again
+                self._follow_window = False
+                self.scene.set_preset(volume_rendering_preset(self._ct_preset))
             self._stop_streaming_display()
             self._upload()
             self.scene.reset_camera()

@@ -81,6 +81,16 @@ OFFSCREEN_SCRIPT = textwrap.dedent(
     view_state.set_volume(vol)
     view.render_now(); app.processEvents()
     out["unflat"] = [bool(view.scene.flat), bool(view.scene.volume.GetVisibility()), view.notice.isVisible()]
+    # non-CT data (an MR's values): a MIP through the slice window instead of an HU preset
+    mr = Volume(np.random.default_rng(0).uniform(500, 20000, (20, 20, 20)).astype(np.float32), (2.0, 2.0, 2.0))
+    view.set_preset("CT-Lung")
+    view_state.set_volume(mr)
+    lo, hi = view_state.levels
+    out["mr"] = [view.preset_name, view.scene.mapper.GetBlendMode(), view.scene.opacity.GetValue(hi), lo, hi]
+    view_state.set_window_level(1000, 9000)
+    out["mr_follow"] = view.scene.opacity.GetValue(9500)
+    view_state.set_volume(vol)
+    out["ct_again"] = view.preset_name
     # 3. streaming: 25 frames in a burst -> far fewer renders (latest wins), the newest data shown last
     import time
     def wait(seconds):
@@ -155,6 +165,10 @@ def test_offscreen_vtk_presets_orientation_and_throttle(tmp_path):
     flat, visible, notice, text = out["flat"]
     assert flat and not visible and notice and "single slice" in text
     assert out["unflat"] == [False, True, False]
+    name, blend, top, lo, hi = out["mr"]
+    assert name == "Window-MIP" and blend == 1 and top == pytest.approx(1.0) and 500 < lo < hi < 20000
+    assert out["mr_follow"] == pytest.approx(1.0)  # the window moved to 8500..9500: the MIP follows
+    assert out["ct_again"] == "CT-Lung"  # back on CT, the user's CT preset returns
     assert out["bright_pixels"] > 50
     assert out["marker_x"] > 0.55, "patient-left marker should be on the screen right in the anterior view"
     # streamed frames render on the worker thread (EGL), the surface returns with the newest volume
