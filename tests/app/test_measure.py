@@ -48,7 +48,8 @@ def test_region_statistics_equal_numpys_on_the_same_voxels(studio):
     ellipse = view.measure.add("ellipse", start, end).stats()
     cx, cy = (start[0] + end[0]) / 2, (start[1] + end[1]) / 2
     rx, ry = (end[0] - start[0]) / 2, (end[1] - start[1]) / 2
-    inside = [st.canonical[u, v, k] for u in range(st.canonical.shape[0]) for v in range(st.canonical.shape[1])
+    nu, nv = st.canonical.shape[:2]
+    inside = [st.canonical[u, v, k] for u in range(nu) for v in range(nv)
               if ((u * su - cx) / rx) ** 2 + ((v * sv - cy) / ry) ** 2 <= 1]  # fmt: skip
     assert ellipse.count == len(inside) < box.count
     assert ellipse.mean == pytest.approx(np.mean(inside)) and ellipse.maximum == max(inside)

@@ -82,7 +82,8 @@ OFFSCREEN_SCRIPT = textwrap.dedent(
     view.render_now(); app.processEvents()
     out["unflat"] = [bool(view.scene.flat), bool(view.scene.volume.GetVisibility()), view.notice.isVisible()]
     # non-CT data (an MR's values): a MIP through the slice window instead of an HU preset
-    mr = Volume(np.random.default_rng(0).uniform(500, 20000, (20, 20, 20)).astype(np.float32), (2.0, 2.0, 2.0))
+    mr = np.random.default_rng(0).uniform(500, 20000, (20, 20, 20)).astype(np.float32)
+    mr = Volume(mr, (2.0, 2.0, 2.0))
     view.set_preset("CT-Lung")
     view_state.set_volume(mr)
     lo, hi = view_state.levels
