@@ -120,6 +120,36 @@ class PanelTabs(QTabWidget):
         return hint
 
 
+#: Metadata keys the readers and generators record, and the names shown for them (in this order).
+METADATA_NAMES = {
+    "modality": "Modality",
+    "series_description": "Series description",
+    "SeriesDescription": "Series description",
+    "series_uid": "Series UID",
+    "format": "File format",
+    "single_slice": "Single slice",
+    "window_width": "Window width (file)",
+    "window_center": "Window centre (file)",
+    "seed": "Seed",
+    "model_name": "Model",
+    "checkpoint": "Checkpoint",
+    "sampler": "Sampler",
+    "steps": "Sampling steps",
+    "k": "Hot-sampler k",
+    "precision": "Precision",
+    "status": "Generation",
+    "steps_done": "Steps done",
+}
+
+
+def _readable(value) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
 class InfoPanel(QWidget):
     """What is open: source, size, spacing, orientation, value range, metadata."""
 
@@ -132,7 +162,12 @@ class InfoPanel(QWidget):
         self.label.setWordWrap(True)
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.label.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        from prdit_app.views.histogram import WindowHistogram
+
+        self.histogram = WindowHistogram(state)
+        self.histogram.setToolTip("Values of the volume (log counts); drag the band to move the window")
         layout = QVBoxLayout(self)
+        layout.addWidget(self.histogram)
         layout.addWidget(self.label)
         layout.addStretch(1)
         state.volumeChanged.connect(self._on_volume)
@@ -158,9 +193,10 @@ class InfoPanel(QWidget):
             ("Voxel type", str(v.array.dtype)),
             ("Value range", f"{lo:.0f} .. {hi:.0f}"),
         ]
-        for key in ("modality", "series_description", "SeriesDescription", "seed", "sampler", "steps"):
-            if key in v.metadata:
-                rows.append((key, str(v.metadata[key])))
+        for key, name in METADATA_NAMES.items():
+            value = v.metadata.get(key)
+            if value not in (None, ""):
+                rows.append((name, _readable(value)))
         html = "".join(f"<tr><td style='color:#999'>{k}</td><td>&nbsp;{v_}</td></tr>" for k, v_ in rows)
         self.label.setText(f"<table>{html}</table>")
 

@@ -389,3 +389,19 @@ def test_cancelling_the_series_chooser_keeps_the_volume(studio, dialog_log, monk
     studio.set_volume(good, source="good")
     assert not studio.open_path(DCM_DATA / "dicomdirtests")
     assert studio.state.volume is good and dialog_log.calls == []
+
+
+def test_volume_tab_histogram_shows_and_sets_the_window(studio):
+    studio.open_phantom(3, 32)
+    hist = studio.info_panel.histogram
+    vol = studio.state.volume
+    assert hist.counts.sum() == vol.array.size  # a 32^3 volume is below the subsample limit: all voxels
+    assert hist.edges[0] == vol.array.min() and hist.edges[-1] == vol.array.max()
+    assert hist.band.getRegion() == pytest.approx(studio.state.levels)
+    studio.apply_wl_preset("bone")
+    assert hist.band.getRegion() == pytest.approx((-700.0, 1300.0))
+    hist.band.setRegion((-200.0, 200.0))  # what dragging the band's edges does
+    assert (studio.state.window, studio.state.level) == pytest.approx((400.0, 0.0))
+    assert tuple(studio.axial.image.levels) == pytest.approx((-200.0, 200.0))
+    text = studio.info_panel.label.text()
+    assert "Modality" in text and "Seed" in text and "modality" not in text  # names, not raw keys
