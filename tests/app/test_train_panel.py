@@ -157,9 +157,11 @@ def test_run_from_panel_gives_curves_and_checkpoints_and_stop_resume_continues(q
     # Phase 1: live curve points, a preview and a periodic checkpoint appear while it runs.
     qtbot.waitUntil(lambda: panel.curves.count("loss") >= 3 and bool(panel.checkpoints), timeout=90000)
     assert panel.running
-    # periodic checkpoints every 2 steps, the last 2 kept: on a fast machine step 2 may already be gone
+    # periodic checkpoints every 2 steps, the last 2 kept: on a fast machine step 2 may already be gone,
+    # and a listing taken between a save and its pruning of the oldest sees one more (the new one is
+    # published before the old one goes, so a crash in between never leaves fewer)
     steps = [step for step, _ in panel.checkpoints]
-    assert steps and all(st % 2 == 0 and st >= 2 for st in steps) and len(steps) <= 2, steps
+    assert steps and all(st % 2 == 0 and st >= 2 for st in steps) and len(steps) <= 3, steps
     qtbot.waitUntil(lambda: panel.preview_caption.text().startswith("step "), timeout=10000)
     assert not panel.preview_label.pixmap().isNull()
 
