@@ -663,8 +663,13 @@ class Volume3DView(QWidget):
         self.refresh()
 
     def render_now(self) -> None:
-        """Render synchronously on the GUI thread (screenshots, scripted mode)."""
+        """Render a full-quality still frame synchronously on the GUI thread (screenshots, scripted
+        mode), even right after a stream of volumes (a screenshot must not catch a fast frame)."""
         self._timer.stop()
+        if self._streaming:
+            self._settle.stop()
+            self._streaming = False
+            self.scene.set_streaming(False)
         self._render_now(sync=True)
 
     def refresh(self) -> None:
