@@ -33,7 +33,7 @@ import shutil
 import struct
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ from prdit.atomic import current_umask, write_bytes_atomic
 from prdit.checkpoint_dirs import STEP_DIR_RE as STEP_DIR_RE  # re-exported: prdit.cli.info uses it
 from prdit.checkpoint_dirs import list_checkpoints
 from prdit.data.normalize import HUWindow
+from prdit.model_info import HIGHRES_META_KEYS, ModelInfo
 from prdit.sampler_defaults import DISPLAY_META_KEY, DisplayWindow, SamplerDefaults
 from prdit.sampler_defaults import META_KEY as SAMPLING_META_KEY
 
@@ -303,7 +304,6 @@ def load_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[st
 # ---------------------------------------------------------------------------------------------- int8 shipping
 QSCALE_SUFFIX = ".qscale"
 # a stage-3 file's geometry: its residual branch, and the whole nested config (cascades)
-HIGHRES_META_KEYS = ("highres_patch", "highres_width", "model_config")
 INT8_SCHEME = "int8-per-output-channel"
 
 
@@ -374,39 +374,6 @@ def _safe_torch_load(path: Path) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------- inference
-@dataclass
-class InferenceInfo:
-    """What a loaded model is and how its outputs map back to HU and millimetres."""
-
-    model_name: str
-    input_size: int
-    hu_window: HUWindow
-    spacing: tuple[float, float, float]
-    sha256: str
-    step: int | None
-    source: Path
-    weights: str  # "ema" or "model"
-    stage: int = 1
-    base_size: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def sampler_defaults(self) -> SamplerDefaults:
-        """The sampler settings the file recommends, or the paper's (hot, k = 2)."""
-        return SamplerDefaults.from_meta(self.extra, source=f"checkpoint {self.source}")
-
-    @property
-    def display_window(self) -> DisplayWindow | None:
-        """The display window the file recommends (None: the viewer decides)."""
-        return DisplayWindow.from_meta(self.extra, source=f"checkpoint {self.source}")
-
-    @property
-    def display_name(self) -> str:
-        if self.stage == 3 and self.base_size:
-            return f"{self.model_name}@{self.base_size}->{self.input_size}"
-        return self.model_name
-
-
 def build_model_from_meta(meta: dict[str, Any], attention: str | None = None) -> nn.Module:
     """A fresh (untrained) network of the variant and size that ``meta`` describes.
 
@@ -551,7 +518,7 @@ def load_for_inference(
     hu_window: HUWindow | None = None,
     spacing: tuple[float, float, float] | None = None,
     attention: str | None = None,
-) -> tuple[nn.Module, InferenceInfo]:
+) -> tuple[nn.Module, ModelInfo]:
     """A ready-to-sample model (eval mode, on ``device``) and what it is.
 
     ``model_name``/``input_size``/``hu_window``/``spacing`` are needed only for reference ``.pt``
@@ -595,23 +562,13 @@ def load_for_inference(
         ) from exc
     _load_into(model, state, source)
     model.to(device).eval()
-    window = hu_window or HUWindow.from_dict(meta.get("hu_window"))
-    info = InferenceInfo(
-        model_name=str(meta["model_name"]),
-        input_size=int(meta["input_size"]),
-        hu_window=window,
-        spacing=tuple(float(s) for s in (spacing or meta.get("spacing") or (1.0, 1.0, 1.0))),
+    info = ModelInfo.from_meta(
+        meta,
+        source,
         sha256=sha256_file(weights_file),
-        step=int(meta["step"]) if meta.get("step") is not None else None,
-        source=source,
         weights=str(kind),
-        stage=int(meta.get("stage", 1)),
-        base_size=int(meta["base_size"]) if meta.get("base_size") else None,
-        extra={
-            k: meta[k]
-            for k in ("config", *HIGHRES_META_KEYS, SAMPLING_META_KEY, DISPLAY_META_KEY)
-            if k in meta
-        },
+        spacing=tuple(spacing) if spacing else None,
+        hu_window=hu_window,
     )
     try:
         _ = info.sampler_defaults  # a malformed recommendation fails here, naming the file

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from prdit import __version__
-from prdit.checkpoint import InferenceInfo
+from prdit.model_info import ModelInfo
 from prdit.precision import PrecisionChoice
 from prdit.volume import Volume
 
@@ -45,7 +45,50 @@ SIDECAR_KEYS = (
     "hu_window",
     "software_version",
     "created",
+    "spacing",
+    "weights",
+    "training_step",
+    "stage",
+    "precision",
 )
+
+
+def sample_sidecar(
+    info: ModelInfo,
+    *,
+    seed: int,
+    sampler: str,
+    steps: int,
+    k: int | None,
+    precision: str = "fp32",
+    **extra: Any,
+) -> dict[str, Any]:
+    """What made one sample: the one sidecar/provenance record every writer uses (``prdit sample``'s
+    JSON beside each NIfTI, the studio's volume metadata and its exports, DICOM provenance).
+
+    The checkpoint is named by its file name and identified by its SHA-256: a full path would write
+    the user's folders into every file shared. ``k`` is None for the cold sampler (it has none).
+    ``extra`` adds run details (index, seconds, status) after the shared keys.
+    """
+    return {
+        "seed": int(seed),
+        "sampler": sampler,
+        "steps": int(steps),
+        "k": int(k) if sampler == "hot" and k is not None else None,
+        "checkpoint": info.file_name or None,
+        "checkpoint_sha256": info.sha256 or None,
+        "model_name": info.display_name,
+        "input_size": info.input_size,
+        "hu_window": info.hu_window.to_dict(),
+        "software_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "spacing": [float(v) for v in info.spacing],
+        "weights": info.weights,
+        "training_step": info.step,
+        "stage": info.stage,
+        "precision": precision,
+        **extra,
+    }
 
 
 # ---------------------------------------------------------------------------------------------- previews
@@ -135,26 +178,30 @@ def sample_stem(index: int) -> str:
     return f"sample_{index:05d}"
 
 
-def to_volume(x: torch.Tensor, info: InferenceInfo, metadata: dict[str, Any] | None = None) -> Volume:
-    """Model-range ``[1, S, S, S]`` (or ``[S, S, S]``) -> HU :class:`Volume` with the true spacing.
-
-    The origin puts the volume's centre at (0, 0, 0) mm, identity direction (axial, LPS).
-    """
+def to_volume(x: torch.Tensor, info: ModelInfo, metadata: dict[str, Any] | None = None) -> Volume:
+    """Model-range ``[1, S, S, S]`` (or ``[S, S, S]``) -> HU :class:`Volume` with the true spacing."""
     arr = _to_numpy(x)
     if arr.ndim == 4:
         arr = arr[0]
-    hu = info.hu_window.to_hu(arr).astype(np.float32)
+    return volume_from_hu(info.hu_window.to_hu(arr), info, metadata)
+
+
+def volume_from_hu(hu: np.ndarray, info: ModelInfo, metadata: dict[str, Any] | None = None) -> Volume:
+    """A generated volume in patient space: the model's voxel spacing, identity direction (axial,
+    LPS), its centre at (0, 0, 0) mm. The one place generated voxels get their geometry (the CLI's
+    files and the studio's views alike)."""
     spacing = np.asarray(info.spacing, dtype=np.float64)
     size_ijk = np.asarray(hu.shape[::-1], dtype=np.float64)
     origin = -(size_ijk - 1.0) / 2.0 * spacing
-    return Volume(hu, tuple(spacing), tuple(origin), np.eye(3), dict(metadata or {}))
+    array = np.ascontiguousarray(hu, dtype=np.float32)
+    return Volume(array, tuple(spacing), tuple(origin), np.eye(3), dict(metadata or {}))
 
 
-def diffusion_for(info: InferenceInfo):
+def diffusion_for(info: ModelInfo):
     """The diffusion process a model was trained with (its config), for sampling it."""
     from prdit.diffusion import IaNDiffusion
 
-    cfg = (info.extra.get("config") or {}).get("diffusion") or {}
+    cfg = info.diffusion
     return IaNDiffusion(
         num_timesteps=int(cfg.get("num_timesteps", 1000)), noise_scale=float(cfg.get("noise_scale", 0.5))
     )
@@ -192,7 +239,7 @@ def planned_indices(spec: SampleSpec, rank: int = 0, world_size: int = 1) -> lis
 
 def generate_to_folder(
     model: nn.Module,
-    info: InferenceInfo,
+    info: ModelInfo,
     out_dir: str | Path,
     spec: SampleSpec,
     *,
@@ -203,7 +250,6 @@ def generate_to_folder(
     dicom: bool = False,
     overwrite: bool = False,
     skip_existing: bool = False,
-    checkpoint_label: str | None = None,
     diffusion: Any = None,
     on_step: Callable[[int, int], None] | None = None,
     on_sample: Callable[[SampleOutput], None] | None = None,
@@ -249,8 +295,6 @@ def generate_to_folder(
     precision_name = precision.precision if precision is not None else "fp32"
     if precision is not None:
         model = with_precision(model, precision)
-    sha = info.sha256
-    label = checkpoint_label or str(info.source)
     s = info.input_size
     model_calls = len(diffusion.respace(spec.steps))
     total_calls = model_calls * len(todo)
@@ -290,8 +334,6 @@ def generate_to_folder(
                     out,
                     info,
                     spec,
-                    sha,
-                    label,
                     seconds,
                     previews,
                     dicom,
@@ -309,10 +351,8 @@ def _write_one(
     x: torch.Tensor,
     index: int,
     out: Path,
-    info: InferenceInfo,
+    info: ModelInfo,
     spec: SampleSpec,
-    sha: str,
-    label: str,
     seconds: float,
     previews: bool,
     dicom: bool,
@@ -322,26 +362,16 @@ def _write_one(
     from prdit.data.io import write_nifti
 
     stem = sample_stem(index)
-    sidecar = {
-        "seed": spec.seed + index,
-        "sampler": spec.sampler,
-        "steps": spec.steps,
-        "k": spec.k if spec.sampler == "hot" else 1,
-        "checkpoint": label,
-        "checkpoint_sha256": sha,
-        "model_name": info.display_name,
-        "input_size": info.input_size,
-        "hu_window": info.hu_window.to_dict(),
-        "software_version": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "index": index,
-        "spacing": list(info.spacing),
-        "weights": info.weights,
-        "training_step": info.step,
-        "stage": info.stage,
-        "seconds": round(seconds, 3),
-        "precision": precision,
-    }
+    sidecar = sample_sidecar(
+        info,
+        seed=spec.seed + index,
+        sampler=spec.sampler,
+        steps=spec.steps,
+        k=spec.k,
+        precision=precision,
+        index=index,
+        seconds=round(seconds, 3),
+    )
     volume = to_volume(x, info, {"sidecar": sidecar})
     nifti = out / f"{stem}.nii.gz"
     write_nifti(volume, nifti)

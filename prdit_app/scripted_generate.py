@@ -5,7 +5,7 @@ stream the formation, then saves a screenshot of the finished volume and exits (
 reason on stderr when anything failed; no dialog ever blocks). ``--screenshot-during N`` also saves
 ``<name>-running.png`` after step N, to document a generation in progress.
 
-It wraps :func:`prdit_app.main.main` (window, panels, theme, the viewer's own options) and drives
+It wraps :func:`prdit_app.viewer.main` (window, panels, theme, the viewer's own options) and drives
 the window's Generate panel from timers, so the run goes through exactly the code a user's click
 does. Run it as ``python -m prdit_app.scripted_generate ...`` or, once wired, through
 ``prdit-studio --generate ...`` (:func:`wants_generate` tells ``main`` when to hand over).
@@ -18,60 +18,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-GENERATE_FLAG = "--generate"
-
-
-def wants_generate(argv: Sequence[str] | None) -> bool:
-    """True when the command line asks for scripted generation (``main`` delegates to :func:`main`)."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    return GENERATE_FLAG in args
-
-
-#: the viewer's --help shows the generation options under this heading (one list: add_generate_arguments)
-GROUP_TITLE = "scripted generation (prdit-studio --generate [options])"
-GROUP_DESCRIPTION = (
-    "Sample a volume in the studio while the views stream each step. With --generate, --screenshot "
-    "saves the window once sampling has ended and --quit exits then (status 1 if anything failed); "
-    "the viewer options above still apply (e.g. --preset, --vr-preset, --window-size)."
+from prdit_app.generate_options import (  # noqa: F401 - re-exported: the generation's own options
+    GENERATE_FLAG,
+    GROUP_DESCRIPTION,
+    GROUP_TITLE,
+    add_generate_arguments,
+    generate_only_options,
+    wants_generate,
 )
-
-
-def add_generate_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    """The options only scripted generation takes.
-
-    The single source of the list: :func:`build_parser` parses them and the viewer's parser shows
-    them in its ``--help`` (and refuses them without ``--generate``).
-    """
-    parser.add_argument(GENERATE_FLAG, action="store_true", help="start a generation once the window is up")
-    parser.add_argument("--checkpoint", metavar="PATH", help="model to sample (default: the bundled model)")
-    parser.add_argument(
-        "--steps", type=int, default=None, help="sampling steps (default: the model's, else 50)"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the first sample (default 0)")
-    parser.add_argument(
-        "--sampler", choices=("hot", "cold"), default=None, help="sampler (default: the model's, else hot)"
-    )
-    parser.add_argument(
-        "--k", type=int, default=None, help="hot-sampler multiplier (default: the model's, else 2)"
-    )
-    parser.add_argument("--samples", type=int, default=1, help="number of samples (default 1)")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
-    parser.add_argument(
-        "--side-by-side", action="store_true", help="show the x_t | x0_hat strip in the panel"
-    )
-    parser.add_argument(
-        "--screenshot-during",
-        type=int,
-        metavar="STEP",
-        help="also save <screenshot>-running.png once this step has been drawn",
-    )
-
-
-def generate_only_options() -> dict[str, tuple[str, object]]:
-    """dest -> (option string, default) of every option :func:`add_generate_arguments` adds."""
-    probe = argparse.ArgumentParser(add_help=False)
-    add_generate_arguments(probe)
-    return {a.dest: (a.option_strings[0], a.default) for a in probe._actions}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,7 +47,7 @@ def running_screenshot_path(path: str | Path) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args, viewer_argv = build_parser().parse_known_args(argv)
-    from prdit_app import main as studio_main
+    from prdit_app import viewer as studio_main
 
     # before any Qt: -h / --version print and exit, a bad viewer option fails as usage (status 2)
     studio_main.build_parser().parse_args(viewer_argv)

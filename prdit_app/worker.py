@@ -28,7 +28,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +38,9 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from prdit.data.normalize import HUWindow
 from prdit.estimate import sampling_needs_check
+from prdit.model_info import ModelInfo  # the engine's model descriptor, re-exported for the app
 from prdit.precision import choose_precision, with_precision
-from prdit.sampler_defaults import DISPLAY_META_KEY, DisplayWindow, SamplerDefaults
-from prdit.sampler_defaults import META_KEY as SAMPLING_META_KEY
+from prdit.sampling import diffusion_for, sample_sidecar, volume_from_hu
 from prdit.threads import ThreadGovernor, apply_threads, choose_threads
 from prdit.volume import Volume
 
@@ -131,97 +131,6 @@ class LatestSlot:
 
 # --------------------------------------------------------------------------- data passed to the GUI
 @dataclass(frozen=True)
-class ModelInfo:
-    """What the studio shows about a model and needs to turn samples into HU volumes."""
-
-    model_name: str
-    input_size: int
-    hu_window: HUWindow = field(default_factory=HUWindow)
-    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    sha256: str = ""
-    step: int | None = None
-    path: str = ""
-    stage: int = 1
-    #: the training config's ``diffusion`` section (num_timesteps, noise_scale), as ``prdit sample`` uses
-    diffusion: dict[str, Any] = field(default_factory=dict)
-    #: the sampler settings the file recommends (the paper's hot, k = 2 when it records none)
-    sampler_defaults: SamplerDefaults = field(default_factory=SamplerDefaults)
-    #: the display window the file recommends (None: the viewer's own choice)
-    display_window: DisplayWindow | None = None
-
-    @property
-    def size_label(self) -> str:
-        """``PRDiT-B/12/4`` -> ``B``; the family's width/heads letter."""
-        try:
-            return self.model_name.split("-", 1)[1].split("/", 1)[0]
-        except IndexError:
-            return "?"
-
-    @property
-    def variant_label(self) -> str:
-        """Human summary: "stage 1 (local denoiser only)" or "stage 2, 4 DiT blocks"."""
-        try:
-            depth = int(self.model_name.rsplit("/", 1)[1])
-        except (IndexError, ValueError):
-            return "unknown variant"
-        if self.stage == 3:
-            return f"stage 3: high-resolution residual on a frozen {self.model_name} backbone"
-        if depth == 0:
-            return "stage 1: local patch denoiser"
-        return f"stage 2: local denoiser + {depth} DiT block{'s' if depth != 1 else ''}"
-
-    @classmethod
-    def from_any(cls, info: Any, path: str = "") -> ModelInfo:
-        """Normalise the engine's checkpoint info (dataclass, dict or object) into this record."""
-        if isinstance(info, ModelInfo):
-            return info if not path else replace(info, path=path)
-
-        def get(key: str, default: Any = None) -> Any:
-            if isinstance(info, dict):
-                return info.get(key, default)
-            return getattr(info, key, default)
-
-        name = get("model_name") or get("name")
-        size = get("input_size")
-        if not name or not size:
-            raise ValueError(f"checkpoint {path or '<in memory>'} does not record model_name and input_size")
-        window = get("hu_window")
-        if isinstance(window, dict) or window is None:
-            window = HUWindow.from_dict(window)
-        spacing = get("spacing") or (1.0, 1.0, 1.0)
-        spacing = tuple(float(s) for s in np.broadcast_to(np.asarray(spacing, dtype=float).reshape(-1), (3,)))
-        step = get("step")
-        extra = get("extra") or {}
-        config = extra.get("config") or get("config") or {}
-        diffusion = config.get("diffusion") if isinstance(config, dict) else None
-        entry = extra.get(SAMPLING_META_KEY) if SAMPLING_META_KEY in extra else get(SAMPLING_META_KEY)
-        try:
-            sampler_defaults = SamplerDefaults.from_meta({SAMPLING_META_KEY: entry}, source=path or "model")
-        except ValueError:  # a malformed recommendation: load_for_inference reports it on Start
-            sampler_defaults = SamplerDefaults()
-        display_entry = extra.get(DISPLAY_META_KEY) if DISPLAY_META_KEY in extra else get(DISPLAY_META_KEY)
-        try:
-            display_window = DisplayWindow.from_meta(
-                {DISPLAY_META_KEY: display_entry}, source=path or "model"
-            )
-        except ValueError:
-            display_window = None
-        return cls(
-            model_name=str(name),
-            input_size=int(size),
-            hu_window=window,
-            spacing=spacing,  # type: ignore[arg-type]
-            sha256=str(get("sha256") or get("checkpoint_sha256") or ""),
-            step=int(step) if step is not None else None,
-            path=path or str(get("path") or get("source") or ""),
-            stage=int(get("stage") or 1),
-            diffusion=dict(diffusion or {}),
-            sampler_defaults=sampler_defaults,
-            display_window=display_window,
-        )
-
-
-@dataclass(frozen=True)
 class SampleRequest:
     """Everything one Generate run needs. Either ``checkpoint`` or ``model`` (+``model_info``)."""
 
@@ -300,17 +209,7 @@ def load_model(request: SampleRequest, device: torch.device) -> tuple[Any, Model
     from prdit.checkpoint import load_for_inference
 
     model, info = load_for_inference(path, device, use_ema=True)
-    return model.eval(), ModelInfo.from_any(info, path=str(path))
-
-
-def diffusion_of(info: ModelInfo):
-    """The diffusion process the model was trained with."""
-    from prdit.diffusion import IaNDiffusion
-
-    return IaNDiffusion(
-        num_timesteps=int(info.diffusion.get("num_timesteps", 1000)),
-        noise_scale=float(info.diffusion.get("noise_scale", 0.5)),
-    )
+    return model.eval(), info
 
 
 def estimate_request(request: SampleRequest):
@@ -329,7 +228,7 @@ def estimate_request(request: SampleRequest):
         request.steps,
         sampler=request.sampler,
         k=request.k,
-        diffusion=diffusion_of(info),
+        diffusion=diffusion_for(info),
         device=device,
         precision=request.precision,
     )
@@ -347,7 +246,7 @@ def refuse_if_too_big(model: Any, info: ModelInfo, request: SampleRequest, devic
             request.steps,
             sampler=request.sampler,
             k=request.k,
-            diffusion=diffusion_of(info),
+            diffusion=diffusion_for(info),
             device=device,
             precision=request.precision,
             probe=False,
@@ -382,7 +281,7 @@ def engine_step_source(request: SampleRequest) -> StepSource:
         # Per-sample generators exactly as `prdit sample` makes them (on the sampling device, seed + i),
         # so the studio and the CLI give the same volume for the same seed, whatever the batch.
         gens = [torch.Generator(device=device).manual_seed(s) for s in request.seeds()]
-        process = diffusion_of(info)
+        process = diffusion_for(info)
         gen = diffusion.sample(
             model,
             shape,
@@ -421,27 +320,23 @@ def xt_to_hu(window: HUWindow, x: np.ndarray) -> np.ndarray:
 
 
 def make_volume(hu: np.ndarray, info: ModelInfo, **metadata: Any) -> Volume:
-    """A generated volume in patient space: the model's voxel spacing, centred on the origin."""
-    spacing = np.asarray(info.spacing, dtype=float)
-    size_ijk = np.asarray(hu.shape[::-1], dtype=float)
-    origin = -(size_ijk - 1.0) / 2.0 * spacing
-    array = np.ascontiguousarray(hu, dtype=np.float32)
-    return Volume(array, tuple(spacing), tuple(origin), np.eye(3), metadata)
+    """A generated volume in patient space (:func:`prdit.sampling.volume_from_hu`)."""
+    return volume_from_hu(hu, info, metadata)
 
 
-def sample_metadata(request: SampleRequest, info: ModelInfo, sample: int) -> dict[str, Any]:
-    """What made sample ``sample`` of a run, with the keys of a ``prdit sample`` sidecar."""
-    return {
-        "seed": request.seed + sample,
-        "sampler": request.sampler,
-        "steps": request.steps,
-        "k": request.k if request.sampler == "hot" else None,
-        "model_name": info.model_name,
-        "input_size": info.input_size,
-        "hu_window": info.hu_window.to_dict(),
-        "checkpoint": Path(info.path).name if info.path else None,
-        "checkpoint_sha256": info.sha256 or None,
-    }
+def sample_metadata(
+    request: SampleRequest, info: ModelInfo, sample: int, precision: str = "fp32"
+) -> dict[str, Any]:
+    """What made sample ``sample`` of a run: the same record ``prdit sample`` writes beside it
+    (:func:`prdit.sampling.sample_sidecar`), so a studio export and a CLI sample say the same."""
+    return sample_sidecar(
+        info,
+        seed=request.seed + sample,
+        sampler=request.sampler,
+        steps=request.steps,
+        k=request.k,
+        precision=precision,
+    )
 
 
 def describe_error(
@@ -592,8 +487,7 @@ class SamplingWorker(QObject):
             make_volume(
                 final_hu[b],
                 info,
-                **sample_metadata(self.request, info, b),
-                precision=self.precision,
+                **sample_metadata(self.request, info, b, self.precision),
                 status=status,
                 steps_done=last.index + 1,
             )

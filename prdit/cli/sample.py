@@ -212,7 +212,6 @@ def run(args: argparse.Namespace) -> int:
             dicom=args.dicom,
             overwrite=args.overwrite,
             skip_existing=args.skip_existing,
-            checkpoint_label=str(checkpoint),
             on_step=on_step,
             on_sample=on_sample,
             precision=precision,

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from prdit.data.errors import MultipleSeriesError
 from prdit.volume import Volume
 
 # Tolerances: positions are rounded to 0.01 mm in many archives
@@ -301,8 +302,6 @@ def read_dicom_series(folder: str | os.PathLike, series_uid: str | None = None) 
         raise DicomError(f"{folder}: no DICOM image files found (searched recursively)")
     if series_uid is None:
         if len(groups) > 1:
-            from prdit.data.io import MultipleSeriesError  # circular at import time otherwise
-
             series = list_dicom_series(folder)
             listing = "\n  ".join(str(s) for s in series)
             raise MultipleSeriesError(

@@ -36,6 +36,7 @@ import numpy as np
 from prdit.atomic import atomic_path
 from prdit.data.dicom_series import DicomError, SeriesInfo, SingleImageSeriesError, read_dicom_series
 from prdit.data.dicom_series import list_dicom_series as _list_dicom_series
+from prdit.data.errors import MultipleSeriesError, VolumeReadError  # noqa: F401 - public here
 from prdit.volume import Volume
 
 __all__ = [
@@ -54,18 +55,6 @@ __all__ = [
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".npy", ".npz", ".mha", ".mhd", ".nrrd", ".nhdr", ".dcm")
 DEFAULT_NPZ_KEY = "ct"
-
-
-class VolumeReadError(ValueError):
-    """A volume could not be read; the message names the file and the problem."""
-
-
-class MultipleSeriesError(VolumeReadError):
-    """A DICOM folder holds several series and none was chosen; ``.series`` lists them."""
-
-    def __init__(self, message: str, series: list[SeriesInfo]):
-        super().__init__(message)
-        self.series = series
 
 
 def volume_format(path: str | os.PathLike) -> str:

@@ -88,7 +88,24 @@ def peek_model_info(path: Path) -> ModelInfo | None:
     if not meta:
         return None
     try:
-        return ModelInfo.from_any(meta, path=str(path))
+        return ModelInfo.from_meta(meta, path)
+    except ValueError:
+        return None
+
+
+def recommended_sampler(info: ModelInfo) -> SamplerDefaults:
+    """The file's sampler recommendation; a malformed one falls back to the paper's settings here
+    (the load on Start names the problem in a dialog)."""
+    try:
+        return info.sampler_defaults
+    except ValueError:
+        return SamplerDefaults()
+
+
+def recommended_window(info: ModelInfo):
+    """The file's display window, or None (also when malformed: the load on Start says why)."""
+    try:
+        return info.display_window
     except ValueError:
         return None
 
@@ -106,9 +123,10 @@ def describe_model(info: ModelInfo | None, path: Path | None = None) -> str:
     if info.step is not None:
         detail += f"; trained {info.step:,} steps"
     lines.append(detail)
-    lines.append(f"sampler: {info.sampler_defaults.describe()}")
-    if info.display_window is not None:
-        lines.append(f"display window: {info.display_window.describe()} (recommended by the model)")
+    lines.append(f"sampler: {recommended_sampler(info).describe()}")
+    window = recommended_window(info)
+    if window is not None:
+        lines.append(f"display window: {window.describe()} (recommended by the model)")
     return "<br>".join(lines)
 
 
@@ -380,7 +398,7 @@ class GeneratePanel(QWidget):
             info = self.selected_model_info()
             self.model_info_label.setText(describe_model(info, path))
             if info is not None and not self.controller.running:
-                self.apply_sampler_defaults(info.sampler_defaults)
+                self.apply_sampler_defaults(recommended_sampler(info))
         self._update_enabled()
 
     def apply_sampler_defaults(self, defaults: SamplerDefaults) -> None:
@@ -442,8 +460,9 @@ class GeneratePanel(QWidget):
         self.eta_label.setText("ETA –")
         self.status_label.setText("Starting…")
         recommended = self.selected_model_info()
-        if recommended is not None and recommended.display_window is not None:
-            self.windowRecommended.emit(recommended.display_window.width, recommended.display_window.level)
+        window = recommended_window(recommended) if recommended is not None else None
+        if window is not None:
+            self.windowRecommended.emit(window.width, window.level)
         source = self.source_factory(request) if self.source_factory is not None else None
         self.controller.start(request, source, on_step=self.store.record)
         self._set_running(True)
@@ -588,10 +607,7 @@ class GeneratePanel(QWidget):
         volume = volume if volume is not None else self._shown
         if volume is None or "model_name" not in volume.metadata:
             return None
-        import prdit
+        from prdit.sampling import SIDECAR_KEYS
 
         meta = volume.metadata
-        keys = ("seed", "sampler", "steps", "k", "model_name", "checkpoint", "checkpoint_sha256")
-        out = {key: meta.get(key) for key in keys}
-        out["software_version"] = prdit.__version__
-        return out
+        return {key: meta.get(key) for key in SIDECAR_KEYS}

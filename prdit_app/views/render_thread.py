@@ -125,7 +125,7 @@ class BackgroundRenderer(QObject):
 
     # ------------------------------------------------------------------ worker thread
     def _run(self) -> None:
-        from prdit_app.views.volume3d import OffscreenTarget, VolumeScene
+        from prdit_app.views.vtk_scene import OffscreenTarget, VolumeScene
 
         _lower_thread_priority()
         try:

@@ -29,7 +29,7 @@ from prdit_app.panels.generate import GeneratePanel  # noqa: E402
 from prdit_app.worker import ModelInfo  # noqa: E402
 
 SHA = "0123456789abcdef" * 4
-INFO = ModelInfo("PRDiT-XS/4/0", 12, spacing=(1.25, 1.25, 2.5), sha256=SHA, path="/m/tiny.safetensors")
+INFO = ModelInfo("PRDiT-XS/4/0", 12, spacing=(1.25, 1.25, 2.5), sha256=SHA, source="/m/tiny.safetensors")
 
 
 @pytest.fixture

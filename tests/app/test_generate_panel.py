@@ -26,7 +26,7 @@ from prdit_app.panels.generate import (  # noqa: E402
 from prdit_app.worker import ModelInfo  # noqa: E402
 
 INFO = ModelInfo(
-    "PRDiT-XS/4/0", 8, spacing=(1.5, 1.5, 2.0), sha256="cd" * 32, path="/models/tiny.safetensors"
+    "PRDiT-XS/4/0", 8, spacing=(1.5, 1.5, 2.0), sha256="cd" * 32, source="/models/tiny.safetensors"
 )
 
 
@@ -336,3 +336,27 @@ def test_the_models_display_window_is_applied_when_a_run_starts(qtbot, tmp_path)
     assert (window.state.window, window.state.level) == (1500.0, -600.0)
     window.apply_wl_preset("mediastinum")  # the user's choice still wins afterwards
     assert window.state.window == 350.0
+
+
+def test_the_studio_and_the_cli_write_the_same_sidecar(qtbot, tmp_path):
+    from prdit.cli import main as cli_main
+    from prdit.sampling import SIDECAR_KEYS
+
+    assert cli_main(["sample", "fast-32", "--count", "1", "--steps", "4", "--seed", "5", "--no-preview",
+                     "--no-progress", "--out", str(tmp_path / "cli")]) == 0  # fmt: skip
+    cli = json.loads((tmp_path / "cli" / "sample_00000.json").read_text(encoding="utf-8"))
+    p = GeneratePanel()
+    qtbot.addWidget(p)
+    p.model_combo.setCurrentIndex(p.model_combo.findText("fast-32", Qt.MatchFlag.MatchStartsWith))
+    p.steps_spin.setValue(4)
+    p.seed_spin.setValue(5)
+    p.start()
+    _wait_idle(qtbot, p, timeout=60000)
+    studio = p.provenance_for(p.result.volumes[0])
+    for key in SIDECAR_KEYS:
+        if key != "created":
+            assert studio[key] == cli[key], key
+    assert cli["checkpoint"] == "fast-32.safetensors"  # a file name: no user folders in shared files
+    assert not any(
+        os.sep in str(v) for v in cli.values() if isinstance(v, str) and v.endswith(".safetensors")
+    )

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from prdit_app.views.volume3d import opacity_unit_distance
+from prdit_app.views.vtk_scene import opacity_unit_distance
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,7 +23,7 @@ SCRIPT = textwrap.dedent(
     r"""
     import json
     import numpy as np
-    from prdit_app.views.volume3d import VolumeScene
+    from prdit_app.views.vtk_scene import VolumeScene
     from prdit_app.presets import volume_rendering_preset
     scene = VolumeScene()
     out = {}

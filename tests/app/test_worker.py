@@ -184,7 +184,7 @@ def test_event_loop_stall_stays_under_100ms(qtbot):
 
 
 def test_model_info_labels_and_device():
-    info = ModelInfo.from_any(
+    info = ModelInfo.from_meta(
         {
             "model_name": "PRDiT-B/12/4",
             "input_size": 128,
@@ -196,7 +196,7 @@ def test_model_info_labels_and_device():
     assert info.hu_window.high == 500 and info.spacing == (1.0, 1.0, 1.0)
     assert ModelInfo("PRDiT-XS/4/0", 16).variant_label.startswith("stage 1")
     with pytest.raises(ValueError, match="model_name"):
-        ModelInfo.from_any({"input_size": 16}, path="m.safetensors")
+        ModelInfo.from_meta({"input_size": 16}, "m.safetensors")
     assert resolve_device("cpu").type == "cpu"
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     with pytest.raises(ValueError, match="unknown device"):

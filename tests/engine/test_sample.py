@@ -157,7 +157,7 @@ def test_cold_sampler_and_raw_weights(run_dir, tmp_path):
         == 0
     )
     side = json.loads((tmp_path / "sample_00000.json").read_text(encoding="utf-8"))
-    assert (side["sampler"], side["k"], side["weights"]) == ("cold", 1, "model")
+    assert (side["sampler"], side["k"], side["weights"]) == ("cold", None, "model")  # cold has no k
     assert not (tmp_path / "sample_00000.png").exists()
 
 

@@ -154,7 +154,7 @@ def test_stage3_keeps_the_base_model_bit_identical(tmp_path):
     assert any(model[k].abs().sum() > 0 for k in residual if "linear_final" in k), "the branch did not train"
     net, info = ckpt.load_for_inference(tmp_path / "hr")
     assert (info.stage, info.base_size, info.input_size) == (3, 16, 32)
-    assert net.config.branch_width == 48 and info.extra["highres_width"] == 48
+    assert net.config.branch_width == 48 and info.meta["highres_width"] == 48
     with torch.no_grad():
         assert net(torch.zeros(1, 1, 32, 32, 32), torch.tensor([500])).shape == (1, 2, 32, 32, 32)
 
