@@ -114,7 +114,7 @@ def main() -> int:
     del paper
     from prdit.config import load_config
     from prdit.data.normalize import HUWindow
-    from prdit.train import build_training_model
+    from prdit.training import build_training_model
 
     cfg = load_config("resources/configs/studio-default-stage3.yaml", [])
     stage3 = build_training_model(cfg, HUWindow(), lambda m: None).train()

@@ -51,7 +51,7 @@ def forward_case(label: str, model, batch: int, size: int, rounds: int) -> dict:
 def training_case(rounds: int) -> dict:
     from prdit.config import load_config
     from prdit.data.normalize import HUWindow
-    from prdit.train import build_training_model
+    from prdit.training import build_training_model
 
     cfg = load_config("resources/configs/studio-default-stage3.yaml", [])
     model = build_training_model(cfg, HUWindow(), lambda m: None).train()

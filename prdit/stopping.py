@@ -38,7 +38,7 @@ def _handle(signum: int, frame: Any) -> None:  # noqa: ARG001
 def install_early_handlers() -> bool:
     """Record SIGINT/SIGTERM from now on instead of dying; False when not on the main thread.
 
-    Idempotent. The training loop's own handler (``prdit.train``) replaces these while it runs
+    Idempotent. The training loop's own handler (``prdit.training``) replaces these while it runs
     and first takes over any request recorded here.
     """
     if threading.current_thread() is not threading.main_thread():
@@ -104,3 +104,43 @@ def stale_stop_file(run_dir: str | os.PathLike, started: float, slack_s: float =
     except FileNotFoundError:
         return False
     return mtime < started - slack_s
+
+
+class StopFlag:
+    """SIGINT/SIGTERM (main thread only), an optional threading.Event and the STOP file -> one flag.
+
+    A signal that arrived before the loop (recorded by :mod:`prdit.stopping`'s early handlers
+    while torch was importing) is taken over on entry.
+    """
+
+    def __init__(self, event: threading.Event | None, stop_path: Path | None = None) -> None:
+        self.event = event
+        self.stop_path = stop_path
+        self.signal_name: str | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> StopFlag:
+        self.signal_name = pending_signal()
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:  # noqa: ARG002
+        if self.signal_name is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: the user really wants out now
+        self.signal_name = signal.Signals(signum).name
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+    @property
+    def reason(self) -> str | None:
+        if self.signal_name:
+            return self.signal_name
+        if self.event is not None and self.event.is_set():
+            return "stop"
+        if self.stop_path is not None and self.stop_path.exists():
+            return "STOP file"
+        return None

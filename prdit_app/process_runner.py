@@ -3,7 +3,7 @@
 Why a separate process (and not a thread) for training and evaluation: a CUDA out-of-memory, a
 segfault in a native library or a runaway allocation must never take the viewer down with it, and
 the only robust way to stop a training run cleanly is a signal the run already handles
-(``SIGTERM`` -> save a checkpoint and exit, see :mod:`prdit.train`).
+(``SIGTERM`` -> save a checkpoint and exit, see :mod:`prdit.training`).
 
 :class:`ProcessRunner` is a thin QProcess wrapper shared by the Train and Evaluate panels:
 

@@ -104,7 +104,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from prdit.checkpoint import CheckpointError
     from prdit.distributed import cleanup, init_distributed
-    from prdit.train import TrainingDiverged, TrainingSetupError, train
+    from prdit.training import TrainingDiverged, TrainingSetupError, train
 
     if args.dry_run:
         return _dry_run(cfg)
@@ -152,8 +152,8 @@ def _dry_run(cfg) -> int:
     from prdit.distributed import env_world_size, resolve_device
     from prdit.estimate import EstimateError
     from prdit.threads import apply_threads, choose_threads
-    from prdit.train import TrainingSetupError
-    from prdit.train_estimate import dry_run
+    from prdit.training import TrainingSetupError
+    from prdit.training.estimate import dry_run
 
     try:
         device = resolve_device(cfg.train.device)

@@ -8,7 +8,7 @@ in a native library ends the run, never the viewer, and Stop can use the run's o
 sends SIGTERM (which also stops a run still importing torch).
 
 Everything the panel shows is read back from the run folder the trainer writes (see
-:mod:`prdit.train` and :mod:`prdit.checkpoint`)::
+:mod:`prdit.training` and :mod:`prdit.checkpoint`)::
 
     <run>/config.yaml                the resolved config (Resume restarts from it)
     <run>/metrics.jsonl              one JSON object per line: losses, val losses, previews, checkpoints

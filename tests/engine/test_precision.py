@@ -22,7 +22,7 @@ from prdit.precision import (
     with_precision,
 )
 from prdit.sampling import SampleSpec, generate_to_folder
-from prdit.train import train
+from prdit.training import train
 from tests.helpers.training import tiny_cfg
 
 

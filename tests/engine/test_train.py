@@ -16,7 +16,7 @@ import torch
 from prdit import checkpoint as ckpt
 from prdit.data.normalize import HUWindow
 from prdit.models import build_model
-from prdit.train import Trainer, TrainingDiverged, per_sample_noise, train
+from prdit.training import Trainer, TrainingDiverged, per_sample_noise, train
 from tests.helpers.training import tiny_cfg
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -18,7 +18,7 @@ import torch
 from prdit import checkpoint as ckpt
 from prdit import stopping
 from prdit.data.normalize import HUWindow
-from prdit.train import Trainer, TrainingSetupError, check_normalisation, existing_run, train
+from prdit.training import Trainer, TrainingSetupError, check_normalisation, existing_run, train
 from tests.helpers.training import ddp_train_script, wait_for_losses
 from tests.helpers.training import tiny_cfg as _tiny_cfg
 

@@ -47,7 +47,7 @@ from pathlib import Path
 torch.set_num_threads(1)
 from prdit.config import config_from_dict
 from prdit.distributed import env_world_size, init_distributed, cleanup
-from prdit.train import train
+from prdit.training import train
 data = {{
     "name": "ddp", "model": {{"name": "PRDiT-XS/4/0", "input_size": 16}},
     "data": {{"phantom_count": 4, "phantom_val_count": 1}},

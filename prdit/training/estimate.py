@@ -1,7 +1,7 @@
 """Memory and time one training process will need, before it starts (``prdit train --dry-run``,
 the Train panel, and the check every run makes before its first step).
 
-The run's own pieces are built exactly as :class:`prdit.train.Trainer` builds them (datasets for
+The run's own pieces are built exactly as :class:`prdit.training.Trainer` builds them (datasets for
 the HU window, the stage's model, the batch plan, the precision), nothing is written, and
 :func:`prdit.estimate.estimate_training` traces one step on fake tensors.
 """
@@ -72,15 +72,10 @@ def dry_run(
     cfg: Config, device: torch.device, world_size: int = 1, log: Callable[[str], None] = print
 ) -> Estimate:
     """Build the run's model and data description as training would and estimate one process."""
+    from prdit.data.normalize import HUWindow
     from prdit.diffusion import IaNDiffusion
-    from prdit.train import (
-        BatchPlan,
-        HUWindow,
-        _window_dict,
-        build_datasets,
-        build_training_model,
-        choose_training_precision,
-    )
+    from prdit.training.data_feed import BatchPlan, _window_dict, build_datasets
+    from prdit.training.model_setup import build_training_model, choose_training_precision
 
     train_set, val_set = build_datasets(cfg)
     hu_window = HUWindow.from_dict(_window_dict(getattr(train_set, "hu_window", None)))
