@@ -105,14 +105,14 @@ def write_upsampled(src: Path, dst: Path, size: int) -> None:
 
 def recommended(model_file: Path):
     """The sampler settings a model file recommends (read from its header, no model built)."""
-    from prdit.checkpoint_info import summarize_checkpoint
+    from prdit.checkpoint.info import summarize_checkpoint
     from prdit.sampler_defaults import SamplerDefaults
 
     return SamplerDefaults.from_meta(summarize_checkpoint(model_file).meta, str(model_file))
 
 
 def model_size(model_file: Path) -> int:
-    from prdit.checkpoint_info import summarize_checkpoint
+    from prdit.checkpoint.info import summarize_checkpoint
 
     return int(summarize_checkpoint(model_file).meta["input_size"])
 

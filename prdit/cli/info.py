@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"{path}: no such file or folder")
     if is_checkpoint(path):
         from prdit.checkpoint import CheckpointError
-        from prdit.checkpoint_info import format_summary, summarize_checkpoint
+        from prdit.checkpoint.info import format_summary, summarize_checkpoint
 
         try:
             summary = summarize_checkpoint(path)

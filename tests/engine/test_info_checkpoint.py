@@ -4,13 +4,14 @@ the network; the SHA-256 is the one inference (and every sample sidecar) records
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
 from prdit import checkpoint as ckpt
-from prdit.checkpoint_info import read_safetensors_header, summarize_checkpoint
+from prdit.checkpoint.info import read_safetensors_header, summarize_checkpoint
 from prdit.cli import CliError, info
 from prdit.data.normalize import HUWindow
 from prdit.models import build_model
@@ -97,7 +98,7 @@ def test_our_checkpoint_forms(run_dir, capsys, monkeypatch, rel, form, step, wei
     assert facts["sha256"] == expected.sha256
     assert facts["quantisation"] == "none"
     assert facts["parameters"].endswith("tensors (float32)")
-    weights_file = expected.source if weights is None else ckpt.resolve_checkpoint_dir(path) / weights
+    weights_file = Path(expected.source) if weights is None else ckpt.resolve_checkpoint_dir(path) / weights
     assert f"({weights_file.stat().st_size:,} bytes)" in facts["file size"]
     assert facts["config"] == "tiny-test"
 

@@ -19,28 +19,22 @@ from __future__ import annotations
 
 import json
 import math
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prdit.checkpoint import (
-    QSCALE_SUFFIX,
+from prdit.checkpoint.export import QSCALE_SUFFIX
+from prdit.checkpoint.formats import (
+    SAFETENSORS_DTYPES,
     CheckpointError,
-    list_checkpoints,
-    read_meta,
-    resolve_checkpoint_dir,
+    looks_like_safetensors,
+    read_safetensors_header,
     sha256_file,
 )
+from prdit.checkpoint.training_state import read_meta, resolve_checkpoint_dir
+from prdit.checkpoint_dirs import list_checkpoints
 from prdit.data.normalize import HUWindow
 from prdit.sampler_defaults import DisplayWindow, SamplerDefaults
-
-MAX_HEADER_BYTES = 100 << 20  # the safetensors format's own limit
-#: safetensors dtype codes -> the torch names a .pt shows, so both forms print alike
-SAFETENSORS_DTYPES = {
-    "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
-    "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool",
-}  # fmt: skip
 
 
 @dataclass
@@ -83,57 +77,6 @@ class CheckpointSummary:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-# ---------------------------------------------------------------------------------------------- safetensors
-def read_safetensors_header(path: str | Path) -> tuple[dict[str, tuple[str, list[int]]], dict[str, str]]:
-    """``({tensor: (dtype, shape)}, string metadata)`` from a safetensors file's header only.
-
-    Raises :class:`CheckpointError` for a file that is not safetensors or is cut short (the header
-    promises more bytes than the file has).
-    """
-    path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-            if len(head) < 8:
-                raise CheckpointError(f"checkpoint {path}: not a safetensors file (only {len(head)} bytes)")
-            (n,) = struct.unpack("<Q", head)
-            if not 0 < n < MAX_HEADER_BYTES:
-                raise CheckpointError(f"checkpoint {path}: not a safetensors file (bad header length)")
-            raw = f.read(n)
-    except OSError as exc:
-        raise CheckpointError(f"checkpoint {path}: cannot read ({exc})") from exc
-    try:
-        header = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"checkpoint {path}: not a safetensors file (header is not JSON)") from exc
-    if not isinstance(header, dict):
-        raise CheckpointError(f"checkpoint {path}: not a safetensors file (header is not a table)")
-    meta = header.pop("__metadata__", None) or {}
-    tensors: dict[str, tuple[str, list[int]]] = {}
-    end = 0
-    for name, entry in header.items():
-        try:
-            tensors[name] = (str(entry["dtype"]), [int(s) for s in entry["shape"]])
-            end = max(end, int(entry["data_offsets"][1]))
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise CheckpointError(f"checkpoint {path}: malformed safetensors entry {name!r}") from exc
-    size = path.stat().st_size
-    if 8 + n + end > size:
-        raise CheckpointError(
-            f"checkpoint {path}: truncated: the header describes {8 + n + end:,} bytes, the file has {size:,}"
-        )
-    return tensors, meta
-
-
-def _looks_like_safetensors(path: Path) -> bool:
-    try:
-        with open(path, "rb") as f:
-            head = f.read(9)
-    except OSError:
-        return False
-    return len(head) == 9 and 0 < struct.unpack("<Q", head[:8])[0] < MAX_HEADER_BYTES and head[8:9] == b"{"
-
-
 def _stats_from_header(tensors: dict[str, tuple[str, list[int]]]) -> TensorStats:
     stats = TensorStats()
     for name, (dtype, shape) in tensors.items():
@@ -145,7 +88,7 @@ def _infer_from_shapes(tensors: dict[str, tuple[str, list[int]]], source: Path) 
     """The variant of a metadata-less state dict, from shapes alone (meta tensors: no memory)."""
     import torch
 
-    from prdit.checkpoint import infer_variant
+    from prdit.checkpoint.inference import infer_variant
 
     shaped = {k: torch.empty(shape, device="meta") for k, (_dtype, shape) in tensors.items()}
     try:
@@ -192,7 +135,7 @@ def summarize_checkpoint(path: str | Path, use_ema: bool = True) -> CheckpointSu
             weights_file, kind = step_dir / "model.safetensors", "model"
         tensors, _ = read_safetensors_header(weights_file)
         stats = _stats_from_header(tensors)
-    elif _looks_like_safetensors(source):
+    elif looks_like_safetensors(source):
         tensors, raw_meta = read_safetensors_header(source)
         stats = _stats_from_header(tensors)
         weights_file = source
