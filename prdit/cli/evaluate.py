@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 
+from prdit.cli.progress import add_progress_argument, progress_mode
 from prdit.cli.threads import add_threads_argument, threads_for_cpu
 
 
@@ -97,7 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="FAKE intensities: auto (HU, refusing [-1, 1] data; default), hu (trusted) or unit [-1, 1]",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_progress_argument(parser)
     add_threads_argument(parser)
 
 
@@ -106,11 +107,17 @@ class _Bars:
 
     _NAMES = {"real": "real volumes", "fake": "generated volumes", "critic": "critic training"}
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, jsonl: bool = False) -> None:
         self.enabled = enabled
+        self.jsonl = jsonl
         self.bars: dict = {}
 
     def __call__(self, stage: str, done: int, total: int) -> None:
+        if self.jsonl:
+            from prdit.run_log import emit_progress
+
+            emit_progress(self._NAMES.get(stage, stage), done, total)
+            return
         if not self.enabled:
             return
         from tqdm import tqdm
@@ -164,7 +171,8 @@ def run(args: argparse.Namespace) -> int:
         info = init_distributed(args.device)
     except (RuntimeError, ValueError) as exc:
         raise CliError(str(exc)) from exc
-    bars = _Bars(enabled=info.is_main and not args.no_progress)
+    mode = progress_mode(args)
+    bars = _Bars(enabled=info.is_main and mode == "bar", jsonl=info.is_main and mode == "jsonl")
     threads_for_cpu(args.threads, info.device, "prdit eval" if info.is_main else None)
     try:
         report = evaluate_folders(args.real, args.fake, settings, progress=bars, dist_info=info)

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from prdit.cli.precision import add_precision_argument, precision_for
+from prdit.cli.progress import add_progress_argument, progress_mode
 from prdit.cli.threads import add_threads_argument, threads_for_cpu
 from prdit.estimate import sampling_needs_check
 
@@ -77,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--overwrite", action="store_true", help="replace existing samples")
     parser.add_argument("--skip-existing", action="store_true", help="only generate samples not yet written")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_argument(parser)
     add_threads_argument(parser)
     add_precision_argument(parser)
     parser.add_argument(
@@ -173,7 +174,19 @@ def run(args: argparse.Namespace) -> int:
         args.precision, dist.device, model, shape, "prdit sample" if dist.is_main else None
     )
     bar = None
-    if dist.is_main and not args.no_progress:
+    mode = progress_mode(args)
+    if dist.is_main and mode == "jsonl":
+        from prdit.run_log import emit_progress
+
+        def on_step(done: int, total: int) -> None:
+            emit_progress("sample steps", done, total)
+
+        def on_sample(out) -> None:
+            emit_progress(
+                "samples", len(list(Path(args.out).glob("sample_*.json"))), args.count, last=out.nifti.name
+            )
+
+    elif dist.is_main and mode == "bar":
         from tqdm import tqdm
 
         share = len(range(dist.rank, args.count, dist.world_size))

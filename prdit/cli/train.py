@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 
+from prdit.cli.progress import add_progress_argument, progress_mode
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="YAML config file or built-in preset name (e.g. phantom-tiny)")
@@ -57,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="build the run without writing anything and print the estimated peak memory and time per "
         "step (from one traced step and a short timed probe); exit status 1 if it would not fit",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs and metrics only)")
+    add_progress_argument(parser)
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
 
@@ -118,7 +120,10 @@ def _run(args: argparse.Namespace) -> int:
     except (RuntimeError, ValueError) as exc:
         raise CliError(f"train.device: {exc}") from None
     try:
-        result = train(cfg, resume=args.resume, dist=dist, progress=not args.no_progress)
+        mode = progress_mode(args)
+        result = train(
+            cfg, resume=args.resume, dist=dist, progress=mode if mode == "jsonl" else mode == "bar"
+        )
     except (TrainingSetupError, CheckpointError) as exc:
         raise CliError(str(exc)) from None
     except TrainingDiverged as exc:

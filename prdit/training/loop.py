@@ -29,6 +29,7 @@ from prdit.distributed import (
     init_distributed,
 )
 from prdit.ema import EMA, unwrap
+from prdit.run_log import emit_progress
 from prdit.training.data_feed import (
     VAL_STREAM,
     BatchPlan,
@@ -76,7 +77,7 @@ class Trainer:
         dist: DistInfo | None = None,
         stop_event: threading.Event | None = None,
         callback: Callable[[dict[str, Any]], None] | None = None,
-        progress: bool | None = None,
+        progress: bool | str | None = None,
     ) -> None:
         self.cfg = cfg
         self.dist = dist or init_distributed(cfg.train.device)
@@ -529,7 +530,8 @@ class Trainer:
                     }
                 )
         bar = None
-        if self.dist.is_main and self.show_progress:
+        jsonl = self.dist.is_main and self.show_progress == "jsonl"
+        if self.dist.is_main and self.show_progress and not jsonl:
             from tqdm import tqdm
 
             bar = tqdm(
@@ -555,6 +557,8 @@ class Trainer:
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
+                elif jsonl:
+                    emit_progress("train", self.step, cfg.train.max_steps, loss=round(record["loss"], 6))
                 s = self.step
                 if s % cfg.log.every == 0 or s == cfg.train.max_steps:
                     now = time.perf_counter()
@@ -626,7 +630,7 @@ def train(
     dist: DistInfo | None = None,
     stop_event: threading.Event | None = None,
     callback: Callable[[dict[str, Any]], None] | None = None,
-    progress: bool | None = None,
+    progress: bool | str | None = None,
 ) -> TrainResult:
     """Train ``cfg`` (see :class:`Trainer`); the one-call entry used by ``prdit train`` and the studio."""
     trainer = Trainer(

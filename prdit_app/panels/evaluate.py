@@ -28,7 +28,6 @@ import io
 import json
 import math
 import os
-import re
 import tempfile
 import threading
 import time
@@ -65,6 +64,7 @@ from PySide6.QtWidgets import (
 
 from prdit.atomic import write_text_atomic
 from prdit.metrics.report import format_value, table_rows
+from prdit.run_log import parse_progress_line
 from prdit_app.panels.responsive import SettingsResultsLayout
 from prdit_app.panels.status import NOT_STARTED, make_status_labels, show_error
 from prdit_app.process_runner import LogView, ProcessRunner, RunOutcome, format_command, prdit_command
@@ -87,17 +87,15 @@ ANATOMY_LABELS = {
     "lung_lr_balance": "lung L/R",
 }
 REAL_COLOUR, FAKE_COLOUR = "#4ea1ff", "#f5a524"
-_BAR_RE = re.compile(r"^\s*(?P<desc>[^:|]*?):\s*\d+%\|.*?\|\s*(?P<done>\d+)/(?P<total>\d+)")
 _DISPLAY_BIN_HU = 8
 
 
 # =============================================================================== Qt-free helpers
 def parse_progress(line: str) -> tuple[str, int, int] | None:
-    """``"real volumes:  50%|#####     | 2/4 [...]"`` -> ("real volumes", 2, 4); None otherwise."""
-    m = _BAR_RE.match(line)
-    if not m:
-        return None
-    return m.group("desc").strip(), int(m.group("done")), int(m.group("total"))
+    """A ``--progress jsonl`` line of ``prdit eval`` / ``prdit sample`` -> (stage, done, total);
+    None for any other line (:func:`prdit.run_log.parse_progress_line`)."""
+    event = parse_progress_line(line)
+    return (event.what, event.done, event.total) if event is not None else None
 
 
 @dataclass
@@ -185,7 +183,7 @@ class EvalRequest:
             args += ["--msssim-pairs", str(self.msssim_pairs)]
         if self.cache_dir:
             args += ["--cache-dir", self.cache_dir]
-        return prdit_command("eval", *args, *self.extra)
+        return prdit_command("eval", *args, "--progress", "jsonl", *self.extra)
 
 
 def sample_argv(
@@ -194,7 +192,7 @@ def sample_argv(
     """``prdit sample`` for "generate N now": NIfTI + sidecars only (no previews, no DICOM)."""
     return prdit_command(
         "sample", model, "--count", str(count), "--steps", str(steps), "--seed", str(seed),
-        "--out", out, "--device", device, "--no-preview", "--skip-existing",
+        "--out", out, "--device", device, "--no-preview", "--skip-existing", "--progress", "jsonl",
     )  # fmt: skip
 
 
@@ -756,9 +754,10 @@ class EvaluatePanel(QWidget):
             self._plot_thread.wait(10000)
 
     def _on_line(self, text: str, stream: str, redraw: bool) -> None:
-        self.log_view.append_line(text, stream, redraw)
         parsed = parse_progress(text)
-        if parsed:
+        if not parsed:
+            self.log_view.append_line(text, stream, redraw)
+        else:
             desc, done, total = parsed
             self.stage_label.setText(desc)
             self.progress.setRange(0, max(total, 1))

@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,15 +59,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from prdit.checkpoint_dirs import list_checkpoints
+from prdit.run_log import (  # noqa: F401 - the run-folder readers this panel shows
+    PREVIEW_RE,
+    CurveData,
+    JsonlTail,
+    latest_preview,
+    list_run_checkpoints,
+    parse_progress_line,
+)
 from prdit.stopping import remove_stop_file, request_stop
 from prdit_app.panels.responsive import SettingsResultsLayout
 from prdit_app.panels.status import NOT_STARTED, make_status_labels, show_error
 from prdit_app.process_runner import LogView, ProcessRunner, RunOutcome, format_command, prdit_command
 
-PREVIEW_RE = re.compile(r"^step_(\d+)\.png$")
-# tqdm's bar as `prdit train` draws it: "train NAME:  45%|####  | 270/600 [00:10<00:12, ...]"
-TQDM_RE = re.compile(r"\|\s*(\d+)/(\d+)\s*\[")
 #: curve name -> (label, colour); the training losses are drawn solid, validation dashed.
 CURVES: dict[str, tuple[str, str]] = {
     "loss": ("loss", "#4ea1ff"),
@@ -81,113 +84,6 @@ DEVICES = ("auto", "cpu", "cuda")
 
 
 # =============================================================================== Qt-free helpers
-class JsonlTail:
-    """Incremental reader of an append-only JSONL file (the run's ``metrics.jsonl``).
-
-    :meth:`read_new` returns the records appended since the last call; a line without its newline
-    yet (the writer is mid-line) waits for the next call. A file that shrank (a new run in the same
-    folder) is read again from the start, and ``reset`` is set so the caller can clear its curves.
-    Lines that are not JSON objects are skipped and counted in ``bad_lines``, never fatal.
-    """
-
-    def __init__(self, path: str | os.PathLike) -> None:
-        self.path = Path(path)
-        self.offset = 0
-        self.bad_lines = 0
-        self.reset = False
-        self._partial = b""
-
-    def read_new(self) -> list[dict[str, Any]]:
-        self.reset = False
-        try:
-            size = self.path.stat().st_size
-        except OSError:
-            return []
-        if size < self.offset:
-            self.offset, self._partial, self.reset = 0, b"", True
-        if size == self.offset:
-            return []
-        with open(self.path, "rb") as f:
-            f.seek(self.offset)
-            data = f.read(size - self.offset)
-        self.offset += len(data)
-        data = self._partial + data
-        lines = data.split(b"\n")
-        self._partial = lines.pop()  # b"" when the data ended with a newline
-        records = []
-        for raw in lines:
-            if not raw.strip():
-                continue
-            try:
-                rec = json.loads(raw)
-            except ValueError:
-                self.bad_lines += 1
-                continue
-            if isinstance(rec, dict):
-                records.append(rec)
-            else:
-                self.bad_lines += 1
-        return records
-
-
-@dataclass
-class CurveData:
-    """Points per curve name (step, value), plus the run's latest progress facts."""
-
-    points: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)
-    last_step: int = 0
-    steps_per_s: float | None = None
-    eta_s: float | None = None
-    event: str | None = None  # "start", "finished", "stopped"
-    reason: str | None = None
-    last_checkpoint: str | None = None
-    last_preview: str | None = None
-
-    def add(self, record: dict[str, Any]) -> None:
-        step = record.get("step")
-        if not isinstance(step, (int, float)):
-            return
-        self.last_step = max(self.last_step, int(step)) if record.get("event") != "start" else int(step)
-        for key in CURVES:
-            v = record.get(key)
-            if isinstance(v, (int, float)) and math.isfinite(v):
-                xs, ys = self.points.setdefault(key, ([], []))
-                xs.append(float(step))
-                ys.append(float(v))
-        if isinstance(record.get("steps_per_s"), (int, float)):
-            self.steps_per_s = float(record["steps_per_s"])
-        if isinstance(record.get("eta_s"), (int, float)):
-            self.eta_s = float(record["eta_s"])
-        if record.get("event"):
-            self.event = str(record["event"])
-            self.reason = record.get("reason")
-        if record.get("checkpoint"):
-            self.last_checkpoint = str(record["checkpoint"])
-        if record.get("preview"):
-            self.last_preview = str(record["preview"])
-
-    def count(self, key: str = "loss") -> int:
-        return len(self.points.get(key, ([], []))[0])
-
-
-def list_run_checkpoints(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
-    """Complete ``checkpoints/step_*`` folders of a run, oldest first (the trainer's own rule, torch-free)."""
-    return list_checkpoints(Path(run_dir) / "checkpoints")
-
-
-def latest_preview(run_dir: str | os.PathLike) -> tuple[int, Path] | None:
-    """The newest ``previews/step_*.png`` (by step), or None."""
-    folder = Path(run_dir) / "previews"
-    if not folder.is_dir():
-        return None
-    best = None
-    for p in folder.iterdir():
-        m = PREVIEW_RE.match(p.name)
-        if m and (best is None or int(m.group(1)) > best[0]):
-            best = (int(m.group(1)), p)
-    return best
-
-
 def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
     """The raw YAML mapping of a config file (validation is the trainer's job: it names the key)."""
     p = Path(path)
@@ -241,7 +137,7 @@ class TrainSettings:
     extra: list[str] = field(default_factory=list)  # further KEY=VALUE overrides
 
     def argv(self) -> list[str]:
-        args = [self.config, "--out", self.out_dir]  # tqdm's bar -> per-step progress in the panel
+        args = [self.config, "--out", self.out_dir, "--progress", "jsonl"]  # per-step progress lines
         if self.data_dir:
             args += ["--data", self.data_dir]
         else:
@@ -273,7 +169,7 @@ def resume_argv(
     or the data order comes from the run's own ``config.yaml``.
     """
     run = Path(run_dir)
-    args = [str(run / "config.yaml"), "--out", str(run), "--resume"]
+    args = [str(run / "config.yaml"), "--out", str(run), "--resume", "--progress", "jsonl"]
     if max_steps is not None:
         args += ["--max-steps", str(max_steps)]
     if device:
@@ -907,15 +803,14 @@ class TrainPanel(QWidget):
                 self.runner.wait(5000)
 
     def _on_line(self, text: str, stream: str, redraw: bool) -> None:
+        event = parse_progress_line(text)
+        if event is not None:  # `--progress jsonl`: the bar moves, the log stays readable
+            self.progress.setRange(0, max(event.total, 1))
+            self.progress.setValue(event.done)
+            return
         self.log_view.append_line(text, stream, redraw)
         if self._mode == "estimating":
             self._estimate_lines.append(text)
-            return
-        m = TQDM_RE.search(text)
-        if m:
-            done, total = int(m.group(1)), int(m.group(2))
-            self.progress.setRange(0, total)
-            self.progress.setValue(done)
 
     def _on_finished(self, outcome: RunOutcome) -> None:
         if self._mode == "estimating":

@@ -57,12 +57,11 @@ def panel(qtbot, tmp_path):
 
 # ------------------------------------------------------------------ helpers without a process
 def test_progress_lines_are_parsed():
-    assert parse_progress("real volumes:  50%|█████     | 2/4 [00:01<00:01,  1.9it/s]") == (
-        "real volumes",
-        2,
-        4,
-    )
-    assert parse_progress("  steps: 100%|##########| 50/50 [00:03<00:00]") == ("steps", 50, 50)
+    from prdit.run_log import progress_line
+
+    assert parse_progress(progress_line("real volumes", 2, 4)) == ("real volumes", 2, 4)
+    assert parse_progress(progress_line("sample steps", 50, 50, last="x")) == ("sample steps", 50, 50)
+    assert parse_progress("real volumes:  50%|#####     | 2/4 [00:01<00:01]") is None  # no bar scraping
     assert parse_progress("real: /tmp/x (4 volumes)") is None
 
 

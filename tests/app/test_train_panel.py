@@ -113,7 +113,8 @@ def test_settings_become_a_prdit_train_command(tmp_path):
     assert "--data /data/x" in joined and "--init-from /runs/s1" in joined and "stage=2" in joined
     r = resume_argv(tmp_path / "r", 20, "cpu")
     assert r[4:] == [str(tmp_path / "r" / "config.yaml"), "--out", str(tmp_path / "r"), "--resume",
-                     "--max-steps", "20", "--device", "cpu"]  # fmt: skip
+                     "--progress", "jsonl", "--max-steps", "20", "--device", "cpu"]  # fmt: skip
+    assert "--progress jsonl" in " ".join(s.argv())  # machine-readable progress, no bar scraping
 
 
 def test_parse_overrides_names_the_bad_line():
