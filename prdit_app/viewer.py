@@ -100,18 +100,28 @@ def install_panels(window) -> list[str]:
     status bar and on stderr; the viewer keeps working without it.
     """
     installed = []
+    from prdit_app.app_model import AppModel
+
+    app = window.app_model = AppModel(window.state, window)
 
     def generate():
         from prdit_app.panels.generate import GeneratePanel
 
-        panel = GeneratePanel(show_volume=window.show_generated)
+        panel = GeneratePanel(show_volume=window.show_generated, app=app)
         panel.windowRecommended.connect(window.state.recommend_window)
+        app.loadCheckpointRequested.connect(lambda _path: window.panel_tabs.setCurrentWidget(panel))
         return panel
 
     def export():
         from prdit_app.panels.export import ExportPanel
 
-        return ExportPanel(get_volume=lambda: window.state.volume, get_window=lambda: window.state.levels)
+        panel = ExportPanel(
+            get_volume=lambda: window.state.volume,
+            get_trajectory=app.trajectory,
+            get_window=lambda: window.state.levels,
+        )
+        app.trajectoryChanged.connect(panel.refresh)
+        return panel
 
     for title, factory in (("Generate", generate), ("Export", export)):
         try:
@@ -125,7 +135,7 @@ def install_panels(window) -> list[str]:
             window.statusBar().showMessage(f"{title} panel unavailable: {exc}", 8000)
     from prdit_app.panels.train_eval_install import install_train_eval_panels
 
-    installed += install_train_eval_panels(window)
+    installed += install_train_eval_panels(window, app)
     return installed
 
 

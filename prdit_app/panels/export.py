@@ -352,18 +352,8 @@ class ExportPanel(QWidget):
 
     # -- state
     def trajectory(self) -> tuple[TrajectoryStore, int] | None:
-        """``(store, sample)`` from ``get_trajectory``, else from the window's Generate panel."""
-        if self.get_trajectory is not None:
-            return self.get_trajectory()
-        from prdit_app.panels.generate import GeneratePanel
-
-        panel = self.window().findChild(GeneratePanel) if self.window() is not None else None
-        if panel is None:
-            return None
-        if not panel.property("_export_linked"):  # keep the labels current while it generates
-            panel.volumeShown.connect(self.refresh)
-            panel.setProperty("_export_linked", True)
-        return panel.store, panel.trajectory.sample
+        """``(store, sample)`` of the generation to export as frames (``get_trajectory``), or None."""
+        return self.get_trajectory() if self.get_trajectory is not None else None
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt override
         self.refresh()

@@ -42,6 +42,7 @@ from PySide6.QtWidgets import (
 from prdit.paths import bundled_models, resource
 from prdit.sampler_defaults import SamplerDefaults
 from prdit.volume import Volume
+from prdit_app.app_model import AppModel
 from prdit_app.dialogs import show_error
 from prdit_app.trajectory import TrajectoryStore, TrajectoryWidget
 from prdit_app.worker import (
@@ -175,12 +176,14 @@ class GeneratePanel(QWidget):
         self,
         show_volume: Callable[[Volume], None] | None = None,
         parent: QWidget | None = None,
+        app: AppModel | None = None,
         models_dir: Path | None = None,
         trajectory_capacity: int = 32,
         trajectory_bytes: int = 512 * 2**20,
     ) -> None:
         super().__init__(parent)
         self.setObjectName("generatePanel")
+        self.app = app  # what the panels share (prdit_app.app_model); None when used alone
         self.show_volume = show_volume
         self.missing_engine = preload_engine()  # imports on the GUI thread, before sampling starts
         self.controller = SamplingController(self)
@@ -201,9 +204,14 @@ class GeneratePanel(QWidget):
             self.add_checkpoint(path, select=self.model_combo.count() == 0)
         self._refresh_model_info()
         self._set_running(False)
-        app = QCoreApplication.instance()
-        if app is not None:  # never let the app exit with a sampling thread still running
-            app.aboutToQuit.connect(self.shutdown)
+        if app is not None:  # what the other panels read: the selected checkpoint, the trajectory
+            app.publish_trajectory(lambda: (self.store, self.trajectory.sample))
+            self.volumeShown.connect(lambda _v: app.trajectoryChanged.emit())
+            app.loadCheckpointRequested.connect(lambda path: self.add_checkpoint(Path(path), select=True))
+            self._publish_selection()
+        qt_app = QCoreApplication.instance()
+        if qt_app is not None:  # never let the app exit with a sampling thread still running
+            qt_app.aboutToQuit.connect(self.shutdown)
 
     # ------------------------------------------------------------------ UI
     def _build_ui(self) -> None:
@@ -386,7 +394,15 @@ class GeneratePanel(QWidget):
             return self._memory_models[key][1]
         return peek_model_info(Path(key))
 
+    def _publish_selection(self) -> None:
+        if self.app is None:
+            return
+        key = self._selected_key()
+        memory = key is None or key in self._memory_models
+        self.app.set_selected_checkpoint(None if memory else Path(key))
+
     def _refresh_model_info(self) -> None:
+        self._publish_selection()
         key = self._selected_key()
         if key is None:
             text = "No model: open a checkpoint (a bundled default was not found in resources/models)."

@@ -1,16 +1,16 @@
 """Put the Train and Evaluate panels into the studio window and wire them to the Generate panel.
 
-One call from the window's panel registration (``prdit_app.main.install_panels``)::
+One call from the window's panel registration (``prdit_app.viewer.install_panels``)::
 
     from prdit_app.panels.train_eval_install import install_train_eval_panels
-    installed += install_train_eval_panels(window)
+    installed += install_train_eval_panels(window, window.app_model)
 
 Wiring, all through plain signals/callables so each panel also works alone:
 
-* Train's "Load in Generate" -> ``GeneratePanel.add_checkpoint(path, select=True)`` and the
-  Generate tab comes to the front;
-* Evaluate's "generate now" uses the checkpoint selected in the Generate panel (when it is a file
-  or folder, not a model held only in memory);
+* Train's "Load in Generate" -> ``AppModel.loadCheckpointRequested`` (the Generate panel adds
+  and selects it, and its tab comes to the front);
+* Evaluate's "generate now" uses ``AppModel.selected_checkpoint`` (the checkpoint selected in the
+  Generate panel when it is a file or folder, not a model held only in memory);
 * on application quit a running training run is asked to save (SIGTERM) and waited for, and an
   evaluation is cancelled, so no orphan process keeps running.
 """
@@ -24,27 +24,7 @@ from typing import Any
 from PySide6.QtWidgets import QApplication, QWidget
 
 
-def find_generate_panel(window: Any) -> QWidget | None:
-    """The window's Generate panel (a tab of ``window.panel_tabs``), or None."""
-    tabs = getattr(window, "panel_tabs", None)
-    if tabs is None:
-        return None
-    for i in range(tabs.count()):
-        w = tabs.widget(i)
-        if w is not None and w.objectName() == "generatePanel":
-            return w
-    return None
-
-
-def _selected_checkpoint(generate: Any) -> Path | None:
-    key = generate.model_combo.currentData() if generate is not None else None
-    if not key or str(key).startswith("memory:"):
-        return None
-    p = Path(str(key))
-    return p if p.exists() else None
-
-
-def install_train_eval_panels(window: Any) -> list[str]:
+def install_train_eval_panels(window: Any, shared: Any) -> list[str]:
     """Add "Train" and "Evaluate" tabs with ``window.add_panel``; returns the titles added.
 
     A panel that fails to build is reported on stderr and in the status bar; the viewer keeps
@@ -53,12 +33,7 @@ def install_train_eval_panels(window: Any) -> list[str]:
     installed: list[str] = []
 
     def load_in_generate(path: Path) -> None:
-        gen = find_generate_panel(window)
-        if gen is None:
-            window.statusBar().showMessage("No Generate panel to load the checkpoint into", 6000)
-            return
-        gen.add_checkpoint(Path(path), select=True)
-        window.panel_tabs.setCurrentWidget(gen)
+        shared.loadCheckpointRequested.emit(Path(path))  # the Generate panel adds, selects and shows it
         window.statusBar().showMessage(f"Checkpoint {path} loaded in the Generate panel", 6000)
 
     def train_panel() -> QWidget:
@@ -69,9 +44,8 @@ def install_train_eval_panels(window: Any) -> list[str]:
     def evaluate_panel() -> QWidget:
         from prdit_app.panels.evaluate import EvaluatePanel
 
-        return EvaluatePanel(current_model=lambda: _selected_checkpoint(find_generate_panel(window)))
+        return EvaluatePanel(current_model=lambda: shared.selected_checkpoint)
 
-    # The Generate panel is looked up at each use: it may be added after these two.
     app = QApplication.instance()
     for title, factory in (("Train", train_panel), ("Evaluate", evaluate_panel)):
         try:

@@ -280,12 +280,10 @@ def test_installed_in_the_studio_window_load_in_generate_reaches_the_generate_pa
     from prdit_app.mainwindow import MainWindow
     from prdit_app.panels.evaluate import EvaluatePanel
     from prdit_app.panels.generate import GeneratePanel
-    from prdit_app.panels.train_eval_install import install_train_eval_panels
 
     window = MainWindow(enable_3d=False)
     qtbot.addWidget(window)
-    install_panels(window)
-    assert install_train_eval_panels(window) == ["Train", "Evaluate"]
+    assert install_panels(window) == ["Generate", "Export", "Train", "Evaluate"]
     train, evaluate = window.findChild(TrainPanel), window.findChild(EvaluatePanel)
     generate = window.findChild(GeneratePanel)
     step = tmp_path / "run" / "checkpoints" / "step_0000010"
