@@ -341,8 +341,11 @@ def validate(cfg: Config, world_size: int = 1) -> Config:
         raise ConfigError(f"train.ema_decay: must be in [0, 1), got {cfg.train.ema_decay}")
     if not all(0 <= b < 1 for b in cfg.train.betas):
         raise ConfigError(f"train.betas: both must be in [0, 1), got {list(cfg.train.betas)}")
-    if cfg.diffusion.noise_scale <= 0:
-        raise ConfigError(f"diffusion.noise_scale: must be > 0, got {cfg.diffusion.noise_scale}")
+    if not 0 < cfg.diffusion.noise_scale <= 10:
+        raise ConfigError(
+            f"diffusion.noise_scale: must be in (0, 10] (the noise's standard deviation relative to the "
+            f"[-1, 1] data; the paper uses 0.5), got {cfg.diffusion.noise_scale}"
+        )
     w = cfg.data.hu_window
     if w is not None and w.high <= w.low:
         raise ConfigError(f"data.hu_window: needs low < high, got low={w.low}, high={w.high}")

@@ -210,7 +210,10 @@ def generate_to_folder(
     for i in indices:
         nifti = out / f"{sample_stem(i)}.nii.gz"
         if nifti.exists() and not overwrite:
-            if skip_existing:
+            if skip_existing and (out / f"{sample_stem(i)}.json").exists():
+                continue  # complete: its sidecar is written last
+            if skip_existing:  # a volume without its sidecar was interrupted: make it again
+                todo.append(i)
                 continue
             raise FileExistsError(
                 f"{nifti} already exists; choose another --out folder, --start-index, or pass --overwrite "

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -88,6 +89,49 @@ def infer_variant(state: dict[str, torch.Tensor]) -> tuple[str, int | None]:
             if g**3 == n:
                 input_size = g * stride
     return name, input_size
+
+
+MAX_INPUT_SIZE = 1024  # voxels per edge: 1024^3 is 4 GiB per float32 volume, beyond any PRDiT model
+
+
+def check_claims(meta: dict[str, Any], state: dict[str, torch.Tensor], source: Path) -> None:
+    """What the metadata claims against sanity and against what the file holds, before any large
+    allocation: an input size within bounds, a finite positive spacing, finite weights (a NaN
+    weight would make every sample NaN, silently)."""
+    size = meta.get("input_size")
+    if isinstance(size, bool) or not isinstance(size, int | float) or not 8 <= int(size) <= MAX_INPUT_SIZE:
+        raise CheckpointError(
+            f"checkpoint {source}: its metadata declares input_size {size!r}; expected a whole number "
+            f"from 8 to {MAX_INPUT_SIZE} (a volume edge in voxels)"
+        )
+    spacing = meta.get("spacing")
+    if spacing is not None:
+        values = np.atleast_1d(np.asarray(spacing, dtype=float)) if _numeric(spacing) else None
+        if (
+            values is None
+            or values.size not in (1, 3)
+            or not np.all(np.isfinite(values))
+            or np.any(values <= 0)
+        ):
+            raise CheckpointError(
+                f"checkpoint {source}: its metadata declares spacing {spacing!r}; expected 1 or 3 finite "
+                "positive numbers (mm)"
+            )
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise CheckpointError(
+                f"checkpoint {source}: weight {name} holds {bad} NaN or infinite value(s); the model "
+                "would generate NaN volumes (was it saved from a diverged run?)"
+            )
+
+
+def _numeric(value: Any) -> bool:
+    try:
+        np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _load_into(model: nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
@@ -207,6 +251,7 @@ def load_for_inference(
         raise CheckpointError(
             f"checkpoint {source}: trained at {meta['input_size']}^3, not the requested {input_size}^3"
         )
+    check_claims(meta, state, source)  # before building anything of the claimed size
     try:
         model = build_model_from_meta(meta, attention=attention)
     except (KeyError, ValueError) as exc:

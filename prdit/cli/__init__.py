@@ -60,6 +60,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"prdit {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except MemoryError:
+        print(
+            f"prdit {args.command}: error: out of memory (try a smaller batch or size; --dry-run estimates)",
+            file=sys.stderr,
+        )
+        return 2
+    except OSError as exc:  # a path the checks could not foresee (permissions, a full disk, ...)
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"prdit {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"prdit {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -138,6 +138,12 @@ class _Bars:
 
 
 def run(args: argparse.Namespace) -> int:
+    from prdit.cli.paths import output_file, output_folder
+
+    if args.report:
+        output_file(args.report, "--report")
+    if args.cache_dir:
+        output_folder(args.cache_dir, "--cache-dir")
 
     from prdit.cli import CliError
     from prdit.data.io import VolumeReadError

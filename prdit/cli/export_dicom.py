@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,6 +141,12 @@ def _output_dirs(items: list[_Item], output: Path) -> list[Path]:
         count = used.get(item.name, 0)
         used[item.name] = count + 1
         dirs.append(output / (item.name if count == 0 else f"{item.name}_{count + 1}"))
+        if count:  # said, not silent: two inputs share a name (e.g. a/ct.nii.gz and b/ct.nii.gz)
+            print(
+                f"prdit export-dicom: note: {item.path} has the same name as an earlier input; "
+                f"its series goes to {dirs[-1]}",
+                file=sys.stderr,
+            )
     return dirs
 
 
@@ -149,7 +156,9 @@ def run(args: argparse.Namespace) -> int:
     from prdit.export.uids import normalize_uid_root
 
     items = collect_inputs(args.inputs)
-    output = Path(args.output)
+    from prdit.cli.paths import output_folder
+
+    output = output_folder(args.output, "OUTPUT")
     try:
         uid_root = normalize_uid_root(args.uid_root)
     except ValueError as exc:

@@ -46,8 +46,10 @@ def run(args: argparse.Namespace) -> int:
 
     from prdit.checkpoint import export_model, load_for_inference
     from prdit.cli import CliError
+    from prdit.cli.paths import output_file
     from prdit.sampler_defaults import PAPER_K, DisplayWindow, SamplerDefaults
 
+    output_file(args.out, "OUT")
     sampling = None
     if args.recommend_k is not None or args.recommend_steps is not None:
         k = PAPER_K if args.recommend_k is None else args.recommend_k

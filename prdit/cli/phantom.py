@@ -60,7 +60,6 @@ def run(args: argparse.Namespace) -> int:
     import json
     import os
     from concurrent.futures import ProcessPoolExecutor
-    from pathlib import Path
 
     from tqdm import tqdm
 
@@ -78,7 +77,9 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--spacing must be a positive number of mm, got {args.spacing}")
     if args.workers < 1:
         raise CliError(f"--workers must be at least 1, got {args.workers}")
-    out = Path(args.out)
+    from prdit.cli.paths import output_folder
+
+    out = output_folder(args.out, "--out")
     out.mkdir(parents=True, exist_ok=True)
     seeds = list(range(args.seed_offset, args.seed_offset + args.count))
     bar = tqdm(total=len(seeds), desc="phantoms", unit="vol", disable=args.no_progress)

@@ -14,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from prdit.cli.paths import output_folder
 from prdit.cli.precision import add_precision_argument, precision_for
 from prdit.cli.progress import add_progress_argument, progress_mode
 from prdit.cli.threads import add_threads_argument, threads_for_cpu
@@ -113,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--start-index must be >= 0, got {args.start_index}")
     if not args.out and not args.dry_run:
         raise CliError("--out DIR is required (the folder the samples are written to)")
+    if args.out:
+        output_folder(args.out, "--out")
 
     import time
 
@@ -146,6 +149,12 @@ def run(args: argparse.Namespace) -> int:
     except CheckpointError as exc:
         cleanup(dist)
         raise CliError(str(exc)) from None
+    if not args.raw_weights and info.weights == "model" and Path(checkpoint).is_dir() and dist.is_main:
+        print(
+            f"prdit sample: note: {checkpoint} holds no EMA weights (ema.safetensors); sampling with the raw "
+            "training weights instead",
+            file=sys.stderr,
+        )
     recommended = info.sampler_defaults
     args.sampler = args.sampler or recommended.sampler
     args.k = args.k or recommended.k
@@ -178,13 +187,15 @@ def run(args: argparse.Namespace) -> int:
     if dist.is_main and mode == "jsonl":
         from prdit.run_log import emit_progress
 
+        written = [0]
+        share = len(range(dist.rank, args.count, dist.world_size))
+
         def on_step(done: int, total: int) -> None:
             emit_progress("sample steps", done, total)
 
         def on_sample(out) -> None:
-            emit_progress(
-                "samples", len(list(Path(args.out).glob("sample_*.json"))), args.count, last=out.nifti.name
-            )
+            written[0] += 1
+            emit_progress("samples", written[0], share, last=out.nifti.name)
 
     elif dist.is_main and mode == "bar":
         from tqdm import tqdm

@@ -11,6 +11,8 @@ train.batch_size=32. Ctrl-C, SIGTERM or creating the file OUT/STOP saves a check
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from prdit.cli.progress import add_progress_argument, progress_mode
 
@@ -103,6 +105,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(cfg.to_yaml(), end="")
         return 0
+    from prdit.cli.paths import output_folder
+
+    output_folder(cfg.out_dir or Path("runs") / cfg.name, "--out" if args.out else "out_dir")
 
     from prdit.checkpoint import CheckpointError
     from prdit.distributed import cleanup, init_distributed
@@ -127,8 +132,8 @@ def _run(args: argparse.Namespace) -> int:
     except (TrainingSetupError, CheckpointError) as exc:
         raise CliError(str(exc)) from None
     except TrainingDiverged as exc:
-        if dist.is_main:
-            print(f"prdit train: stopped: {exc}")
+        if dist.is_main:  # status 3 (not 2): the settings were valid, the run itself diverged
+            print(f"prdit train: error: the run diverged (exit status 3): {exc}", file=sys.stderr)
         return 3
     finally:
         cleanup(dist)
