@@ -43,6 +43,7 @@ from prdit.precision import choose_precision, with_precision
 from prdit.sampling import diffusion_for, sample_sidecar, volume_from_hu
 from prdit.threads import ThreadGovernor, apply_threads, choose_threads
 from prdit.volume import Volume
+from prdit_app.latest import LatestSlot
 
 # --------------------------------------------------------------------------- threads
 #: The automatic thread choice (prdit.threads: the free cores) is capped here: the studio's small
@@ -100,35 +101,6 @@ def _lower_thread_priority() -> None:
 
 
 # --------------------------------------------------------------------------- mailbox
-class LatestSlot:
-    """A single-item, thread-safe mailbox: ``put`` overwrites, ``take`` empties.
-
-    ``put`` returns True when the slot was empty, i.e. when the consumer must be woken; if it was
-    full, the consumer has a wake-up pending already and will find the newer item.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._item: Any = None
-        self._full = False
-        self.dropped = 0  # items overwritten before anyone took them (frames the views skipped)
-
-    def put(self, item: Any) -> bool:
-        with self._lock:
-            was_empty = not self._full
-            if self._full:
-                self.dropped += 1
-            self._item = item
-            self._full = True
-            return was_empty
-
-    def take(self) -> Any:
-        """The newest item, or None when there is none."""
-        with self._lock:
-            item, self._item, self._full = self._item, None, False
-            return item
-
-
 # --------------------------------------------------------------------------- data passed to the GUI
 @dataclass(frozen=True)
 class SampleRequest:

@@ -118,7 +118,7 @@ def _to_unit01(hu: torch.Tensor, clip: tuple[float, float]) -> torch.Tensor:
     return (hu.clamp(lo, hi) - lo) / (hi - lo)
 
 
-def _anatomy_volume(loaded) -> Any:
+def anatomy_volume(loaded) -> Any:
     """The volume ``measure_anatomy`` sees: as evaluated (resampled if asked), original direction."""
     from prdit.volume import Volume
 
@@ -214,7 +214,7 @@ def _scan_folder(
             if "histogram" in needed:
                 hist.add(lv.hu.numpy())
             if "anatomy" in needed:
-                anat[i] = measure_anatomy(_anatomy_volume(lv))
+                anat[i] = measure_anatomy(anatomy_volume(lv))
             if "critic" in needed:
                 pooled[i] = pool_for_critic(lv.hu, settings.critic.size, settings.hu_clip)[0].numpy()
             done += 1

@@ -12,11 +12,14 @@ table (:func:`format_table`) and the studio's Evaluate panel both use it, so the
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import os
 import re
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -183,3 +186,69 @@ def write_report(report: dict[str, Any], path: str | os.PathLike) -> Path:
     text = _dumps(plain)
     write_text_atomic(target, text + "\n")
     return target
+
+
+# ---------------------------------------------------------------------------------------------- CSV
+ANATOMY_LABELS = {
+    "body_fraction": "body",
+    "lung_fraction": "lung",
+    "soft_tissue_fraction": "soft tissue",
+    "bone_fraction": "bone",
+    "lung_lr_balance": "lung L/R",
+}
+
+
+@dataclass
+class ResultRow:
+    key: str
+    name: str
+    value: float | None
+    text: str  # the value as the terminal table prints it
+    note: str
+
+
+def report_rows(report: dict[str, Any]) -> list[ResultRow]:
+    """One row per metric in the report, named, formatted and annotated like ``prdit eval``'s table
+    (both come from :func:`prdit.metrics.report.table_rows`)."""
+    return [ResultRow(r.key, r.name, r.value, r.text, r.note) for r in table_rows(report)]
+
+
+def anatomy_summary(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return ((report.get("metrics") or {}).get("anatomy") or {}).get("measures") or {}
+
+
+CSV_FIELDS = (
+    "metric", "name", "value", "note", "real_mean", "real_std", "real_min", "real_max",
+    "fake_mean", "fake_std", "fake_in_real_range",
+)  # fmt: skip
+
+
+def report_csv(report: dict[str, Any]) -> str:
+    """The report as CSV: one row per metric, then one per anatomy measure (``anatomy:<measure>``).
+
+    Values are written at full precision (``repr``), not as rounded for the screen.
+    """
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+    w.writeheader()
+
+    def num(v: Any) -> str:
+        return "" if v is None or (isinstance(v, float) and not math.isfinite(v)) else repr(v)
+
+    for row in report_rows(report):
+        w.writerow({"metric": row.key, "name": row.name, "value": num(row.value), "note": row.note})
+    for key, m in anatomy_summary(report).items():
+        rec = {"metric": f"anatomy:{key}", "name": ANATOMY_LABELS.get(key, key)}
+        rec["value"] = num(m.get("fake_in_real_range"))
+        for f in CSV_FIELDS[4:]:
+            rec[f] = num(m.get(f))
+        w.writerow(rec)
+    return buf.getvalue()
+
+
+def save_report(report: dict[str, Any], path: str | os.PathLike) -> Path:
+    """``.csv`` -> :func:`report_csv`; anything else -> the JSON report (NaN written as null)."""
+    p = Path(path)
+    if p.suffix.lower() == ".csv":
+        return write_text_atomic(p, report_csv(report), newline="")
+    return write_report(report, p)

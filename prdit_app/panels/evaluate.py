@@ -23,10 +23,7 @@ What is shown, and where it comes from:
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import math
 import os
 import tempfile
 import threading
@@ -62,12 +59,24 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from prdit.atomic import write_text_atomic
-from prdit.metrics.report import format_value, table_rows
-from prdit.run_log import parse_progress_line
+from prdit.metrics.plots import (
+    PlotData,
+    box_stats,
+    compute_plot_data,
+    display_histogram,
+    plot_data_from_report,
+)
+from prdit.metrics.report import (
+    ANATOMY_LABELS,
+    anatomy_summary,
+    format_value,
+    report_rows,
+    save_report,
+)
 from prdit_app.panels.responsive import SettingsResultsLayout
-from prdit_app.panels.status import NOT_STARTED, make_status_labels, show_error
-from prdit_app.process_runner import LogView, ProcessRunner, RunOutcome, format_command, prdit_command
+from prdit_app.panels.run_control import ChildRunControl
+from prdit_app.panels.status import make_status_labels
+from prdit_app.process_runner import LogView, ProcessRunner, RunOutcome, prdit_command
 
 #: metric key -> (check-box label, tooltip); the order of ``prdit eval``'s table.
 METRICS: dict[str, tuple[str, str]] = {
@@ -79,83 +88,11 @@ METRICS: dict[str, tuple[str, str]] = {
     "histogram": ("HU histogram W1", "Earth mover's distance between the pooled HU histograms, in HU"),
     "anatomy": ("Anatomy", "Body/lung/bone measures: fraction of generated volumes inside the real range"),
 }
-ANATOMY_LABELS = {
-    "body_fraction": "body",
-    "lung_fraction": "lung",
-    "soft_tissue_fraction": "soft tissue",
-    "bone_fraction": "bone",
-    "lung_lr_balance": "lung L/R",
-}
 REAL_COLOUR, FAKE_COLOUR = "#4ea1ff", "#f5a524"
 _DISPLAY_BIN_HU = 8
 
 
 # =============================================================================== Qt-free helpers
-def parse_progress(line: str) -> tuple[str, int, int] | None:
-    """A ``--progress jsonl`` line of ``prdit eval`` / ``prdit sample`` -> (stage, done, total);
-    None for any other line (:func:`prdit.run_log.parse_progress_line`)."""
-    event = parse_progress_line(line)
-    return (event.what, event.done, event.total) if event is not None else None
-
-
-@dataclass
-class ResultRow:
-    key: str
-    name: str
-    value: float | None
-    text: str  # the value as the terminal table prints it
-    note: str
-
-
-def report_rows(report: dict[str, Any]) -> list[ResultRow]:
-    """One row per metric in the report, named, formatted and annotated like ``prdit eval``'s table
-    (both come from :func:`prdit.metrics.report.table_rows`)."""
-    return [ResultRow(r.key, r.name, r.value, r.text, r.note) for r in table_rows(report)]
-
-
-def anatomy_summary(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return ((report.get("metrics") or {}).get("anatomy") or {}).get("measures") or {}
-
-
-CSV_FIELDS = (
-    "metric", "name", "value", "note", "real_mean", "real_std", "real_min", "real_max",
-    "fake_mean", "fake_std", "fake_in_real_range",
-)  # fmt: skip
-
-
-def report_csv(report: dict[str, Any]) -> str:
-    """The report as CSV: one row per metric, then one per anatomy measure (``anatomy:<measure>``).
-
-    Values are written at full precision (``repr``), not as rounded for the screen.
-    """
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
-    w.writeheader()
-
-    def num(v: Any) -> str:
-        return "" if v is None or (isinstance(v, float) and not math.isfinite(v)) else repr(v)
-
-    for row in report_rows(report):
-        w.writerow({"metric": row.key, "name": row.name, "value": num(row.value), "note": row.note})
-    for key, m in anatomy_summary(report).items():
-        rec = {"metric": f"anatomy:{key}", "name": ANATOMY_LABELS.get(key, key)}
-        rec["value"] = num(m.get("fake_in_real_range"))
-        for f in CSV_FIELDS[4:]:
-            rec[f] = num(m.get(f))
-        w.writerow(rec)
-    return buf.getvalue()
-
-
-def save_report(report: dict[str, Any], path: str | os.PathLike) -> Path:
-    """``.csv`` -> :func:`report_csv`; anything else -> the JSON report (NaN written as null)."""
-    p = Path(path)
-    if p.suffix.lower() == ".csv":
-        return write_text_atomic(p, report_csv(report), newline="")
-    from prdit.metrics.report import write_report
-
-    return write_report(report, p)
-
-
 @dataclass
 class EvalRequest:
     """What the form describes; ``argv`` builds the ``prdit eval`` command line."""
@@ -196,121 +133,6 @@ def sample_argv(
     )  # fmt: skip
 
 
-@dataclass
-class PlotData:
-    """Per-set HU histograms (1 HU bins from ``lo``) and per-volume anatomy measures."""
-
-    lo: int
-    real_counts: np.ndarray
-    fake_counts: np.ndarray
-    anatomy_keys: tuple[str, ...]
-    real_values: dict[str, list[float]]
-    fake_values: dict[str, list[float]]
-    source: str = "volumes"  # "volumes" (read again) or "report"
-
-
-def plot_data_from_report(report: dict[str, Any]) -> PlotData | None:
-    """PlotData from a report that carries per-volume data (see the module docstring), else None."""
-    metrics = report.get("metrics") or {}
-    hist, anat = metrics.get("histogram") or {}, metrics.get("anatomy") or {}
-    if not (hist.get("real_counts") and anat.get("real_values")) or int(hist.get("bin_hu", 1)) != 1:
-        return None
-    keys = tuple(anat["real_values"].keys())
-    return PlotData(
-        lo=int(hist.get("lo", -1024)),
-        real_counts=np.asarray(hist["real_counts"], dtype=np.int64),
-        fake_counts=np.asarray(hist["fake_counts"], dtype=np.int64),
-        anatomy_keys=keys,
-        real_values={k: [float(v) for v in anat["real_values"][k] if v is not None] for k in keys},
-        fake_values={k: [float(v) for v in anat["fake_values"].get(k, []) if v is not None] for k in keys},
-        source="report",
-    )
-
-
-def _as_evaluated(loaded: Any) -> Any:
-    """The volume the evaluation measures: resampled values with the original direction (the
-    same rule as ``prdit.metrics.pipeline``), so the plotted measures match the report's."""
-    from prdit.volume import Volume
-
-    src, arr = loaded.volume, loaded.hu.numpy()
-    if tuple(arr.shape) == tuple(src.shape):
-        return src.with_array(arr)
-    scale = np.asarray(src.size_ijk, dtype=np.float64) / np.asarray(arr.shape[::-1], dtype=np.float64)
-    return Volume(arr, tuple(np.asarray(src.spacing) * scale), src.origin, src.direction.copy())
-
-
-def compute_plot_data(
-    real: str | os.PathLike,
-    fake: str | os.PathLike,
-    *,
-    size: int | None = None,
-    real_scale: str = "auto",
-    fake_scale: str = "auto",
-    progress: Callable[[int, int], None] | None = None,
-    cancelled: Callable[[], bool] | None = None,
-) -> PlotData | None:
-    """Read both folders once (one volume in memory at a time) for the histogram and anatomy plots.
-
-    Returns None when cancelled. Errors propagate (the caller shows them).
-    """
-    from prdit.data.anatomy import ANATOMY_KEYS, measure_anatomy
-    from prdit.metrics.folders import list_volume_files, load_for_eval
-    from prdit.metrics.histogram import HUHistogram
-
-    sets = [(list_volume_files(real), real_scale), (list_volume_files(fake), fake_scale)]
-    total = sum(len(f) for f, _ in sets)
-    done = 0
-    hists, values = [], []
-    for files, scale in sets:
-        hist = HUHistogram()
-        vals: dict[str, list[float]] = {k: [] for k in ANATOMY_KEYS}
-        for i, path in enumerate(files):
-            if cancelled and cancelled():
-                return None
-            lv = load_for_eval(path, i, size=size, scale=scale)
-            hist.add(lv.hu.numpy())
-            for k, v in measure_anatomy(_as_evaluated(lv)).items():
-                if k in vals and math.isfinite(v):
-                    vals[k].append(float(v))
-            done += 1
-            if progress:
-                progress(done, total)
-        hists.append(hist)
-        values.append(vals)
-    return PlotData(
-        lo=hists[0].lo,
-        real_counts=hists[0].counts,
-        fake_counts=hists[1].counts,
-        anatomy_keys=tuple(ANATOMY_KEYS),
-        real_values=values[0],
-        fake_values=values[1],
-    )
-
-
-def display_histogram(
-    counts: np.ndarray, lo: int, bin_hu: int = _DISPLAY_BIN_HU
-) -> tuple[np.ndarray, np.ndarray]:
-    """Re-bin 1 HU counts to ``bin_hu`` and normalise to a density (per HU): (edges, density)."""
-    counts = np.asarray(counts, dtype=np.float64)
-    n = int(math.ceil(counts.size / bin_hu))
-    padded = np.zeros(n * bin_hu)
-    padded[: counts.size] = counts
-    coarse = padded.reshape(n, bin_hu).sum(axis=1)
-    total = coarse.sum()
-    density = coarse / (total * bin_hu) if total > 0 else coarse
-    edges = lo - 0.5 + np.arange(n + 1) * bin_hu
-    return edges, density
-
-
-def box_stats(values: list[float]) -> tuple[float, float, float, float, float] | None:
-    """(min, q1, median, q3, max) or None for no values."""
-    if not values:
-        return None
-    a = np.asarray(values, dtype=np.float64)
-    q1, med, q3 = np.percentile(a, [25, 50, 75])
-    return float(a.min()), float(q1), float(med), float(q3), float(a.max())
-
-
 # =============================================================================== background reading
 class PlotDataThread(QThread):
     """Runs :func:`compute_plot_data` off the GUI thread; cancellable between volumes."""
@@ -343,7 +165,7 @@ class PlotDataThread(QThread):
 
 
 # =============================================================================== the panel
-class EvaluatePanel(QWidget):
+class EvaluatePanel(ChildRunControl, QWidget):
     """Real folder, generated folder (or generate N now), metrics; Run / Cancel / Save report;
     results table, overlaid HU histograms and anatomy distributions.
 
@@ -687,10 +509,6 @@ class EvaluatePanel(QWidget):
         return None
 
     # ------------------------------------------------------------------ run control
-    @property
-    def running(self) -> bool:
-        return self.runner.running
-
     def start(self) -> bool:
         """Evaluate (after generating the volumes first when "generate now" is chosen)."""
         if self.running:
@@ -726,14 +544,9 @@ class EvaluatePanel(QWidget):
         return self._launch(request.argv(), "eval", "Evaluating…")
 
     def _launch(self, argv: list[str], phase: str, status: str) -> bool:
-        self.log_view.append_message(f"$ {format_command(argv)}")
-        try:
-            self.runner.start(argv)
-        except (RuntimeError, ValueError) as exc:
-            self._show_error(str(exc))
+        if not self.start_child(argv, status):
             return False
         self._phase = phase
-        self.status_label.setText(status)
         self.stage_label.setText("starting…")
         self.progress.setRange(0, 0)  # busy until the first progress line
         self._update_enabled()
@@ -754,14 +567,9 @@ class EvaluatePanel(QWidget):
             self._plot_thread.wait(10000)
 
     def _on_line(self, text: str, stream: str, redraw: bool) -> None:
-        parsed = parse_progress(text)
-        if not parsed:
-            self.log_view.append_line(text, stream, redraw)
-        else:
-            desc, done, total = parsed
-            self.stage_label.setText(desc)
-            self.progress.setRange(0, max(total, 1))
-            self.progress.setValue(done)
+        event = self.route_line(text, stream, redraw)
+        if event is not None:
+            self.stage_label.setText(event.what)
 
     def _on_finished(self, outcome: RunOutcome) -> None:
         self.last_outcome = outcome
@@ -795,10 +603,6 @@ class EvaluatePanel(QWidget):
     def _fail(self, message: str) -> None:
         self.log_view.append_message(message)
         self._show_error(message, status="Failed")
-
-    def _show_error(self, text: str, status: str = NOT_STARTED) -> None:
-        """Errors stay on screen (selectable) until the next action; the log keeps them too."""
-        show_error(self.error_label, self.status_label, text, running=self.running, status=status)
 
     # ------------------------------------------------------------------ results
     def show_report(self, report: dict[str, Any], read_volumes: bool = False) -> None:

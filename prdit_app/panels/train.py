@@ -23,15 +23,11 @@ last one and keeps a partial last line for the next poll.
 from __future__ import annotations
 
 import json
-import math
 import os
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from PySide6.QtCore import Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QDoubleValidator, QPixmap
 from PySide6.QtWidgets import (
@@ -59,18 +55,27 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from prdit.run_log import (  # noqa: F401 - the run-folder readers this panel shows
-    PREVIEW_RE,
+from prdit.run_log import (
     CurveData,
     JsonlTail,
     latest_preview,
     list_run_checkpoints,
-    parse_progress_line,
 )
 from prdit.stopping import remove_stop_file, request_stop
 from prdit_app.panels.responsive import SettingsResultsLayout
-from prdit_app.panels.status import NOT_STARTED, make_status_labels, show_error
-from prdit_app.process_runner import LogView, ProcessRunner, RunOutcome, format_command, prdit_command
+from prdit_app.panels.run_control import ChildRunControl
+from prdit_app.panels.status import make_status_labels
+from prdit_app.panels.train_command import (
+    TrainSettings,
+    _get,
+    _unique_run_dir,
+    format_duration,
+    parse_overrides,
+    preset_configs,
+    read_config_file,
+    resume_argv,
+)
+from prdit_app.process_runner import LogView, ProcessRunner, RunOutcome
 
 #: curve name -> (label, colour); the training losses are drawn solid, validation dashed.
 CURVES: dict[str, tuple[str, str]] = {
@@ -83,135 +88,8 @@ CURVES: dict[str, tuple[str, str]] = {
 DEVICES = ("auto", "cpu", "cuda")
 
 
-# =============================================================================== Qt-free helpers
-def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
-    """The raw YAML mapping of a config file (validation is the trainer's job: it names the key)."""
-    p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ValueError(f"config {p}: cannot read it ({exc})") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ValueError(f"config {p}: the top level must be a mapping of sections")
-    return data
-
-
-def preset_configs() -> dict[str, Path]:
-    """Built-in presets (``resources/configs/*.yaml``) by name."""
-    from prdit.paths import resource
-
-    folder = resource("configs")
-    return {p.stem: p for p in sorted(folder.glob("*.yaml"))} if folder.is_dir() else {}
-
-
-def _get(data: dict[str, Any], dotted: str, default: Any = None) -> Any:
-    node: Any = data
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return default
-        node = node[part]
-    return node if node is not None else default
-
-
-@dataclass
-class TrainSettings:
-    """What the form describes; :meth:`argv` turns it into a ``prdit train`` command line.
-
-    The main settings are always passed as ``--set`` overrides (even when equal to the config's
-    values), so the command shown in the log states exactly what this run uses.
-    """
-
-    config: str  # preset name or YAML path
-    out_dir: str
-    data_dir: str | None = None  # None: phantoms generated on the fly
-    model_name: str = "PRDiT-XS/4/0"
-    input_size: int = 32
-    stage: int = 1
-    init_from: str | None = None
-    max_steps: int = 600
-    batch_size: int = 4
-    lr: float = 1e-3
-    device: str = "auto"
-    extra: list[str] = field(default_factory=list)  # further KEY=VALUE overrides
-
-    def argv(self) -> list[str]:
-        args = [self.config, "--out", self.out_dir, "--progress", "jsonl"]  # per-step progress lines
-        if self.data_dir:
-            args += ["--data", self.data_dir]
-        else:
-            args += ["--set", "data.source=phantom"]
-        args += [
-            "--set", f"stage={self.stage}",
-            "--set", f"model.name={self.model_name}",
-            "--set", f"model.input_size={self.input_size}",
-            "--set", f"train.batch_size={self.batch_size}",
-            "--set", f"train.lr={self.lr:g}",
-            "--max-steps", str(self.max_steps),
-            "--device", self.device,
-        ]  # fmt: skip
-        if self.stage in (2, 3) and self.init_from:
-            args += ["--init-from", self.init_from]
-        elif self.stage == 1:
-            args += ["--set", "model.init_from=null"]
-        for item in self.extra:
-            args += ["--set", item]
-        return prdit_command("train", *args)
-
-
-def resume_argv(
-    run_dir: str | os.PathLike, max_steps: int | None = None, device: str | None = None
-) -> list[str]:
-    """``prdit train <run>/config.yaml --out <run> --resume``: the stored config, continued exactly.
-
-    Only the step budget and the device may change on resume; everything that shapes the model
-    or the data order comes from the run's own ``config.yaml``.
-    """
-    run = Path(run_dir)
-    args = [str(run / "config.yaml"), "--out", str(run), "--resume", "--progress", "jsonl"]
-    if max_steps is not None:
-        args += ["--max-steps", str(max_steps)]
-    if device:
-        args += ["--device", device]
-    return prdit_command("train", *args)
-
-
-def parse_overrides(text: str) -> list[str]:
-    """``KEY=VALUE`` lines (blank lines and ``#`` comments ignored) -> list; raises ValueError."""
-    out = []
-    for n, line in enumerate(text.splitlines(), 1):
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        key = line.split("=", 1)[0].strip()
-        if "=" not in line or not key or not all(p.isidentifier() for p in key.split(".")):
-            raise ValueError(f"extra overrides, line {n}: {line!r} is not KEY=VALUE (e.g. log.every=10)")
-        out.append(line)
-    return out
-
-
-def format_duration(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "–"
-    seconds = int(round(seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
-def _unique_run_dir(base: Path) -> Path:
-    if not list_run_checkpoints(base) and not (base / "metrics.jsonl").exists():
-        return base
-    for i in range(2, 1000):
-        cand = base.with_name(f"{base.name}-{i}")
-        if not cand.exists():
-            return cand
-    return base.with_name(f"{base.name}-{int(time.time())}")
-
-
 # =============================================================================== the panel
-class TrainPanel(QWidget):
+class TrainPanel(ChildRunControl, QWidget):
     """Config, data, output, main settings; Start / Stop / Resume / Open run; curves, previews,
     checkpoints and the run's output.
 
@@ -650,10 +528,6 @@ class TrainPanel(QWidget):
         )
 
     # ------------------------------------------------------------------ run control
-    @property
-    def running(self) -> bool:
-        return self.runner.running
-
     def start(self) -> bool:
         """Start a new run in the output folder; refuses a folder that already holds a run."""
         if self.running:
@@ -693,14 +567,9 @@ class TrainPanel(QWidget):
         argv = [*s.argv(), "--dry-run"]
         self.error_label.hide()
         self._estimate_lines = []
-        self.log_view.append_message(f"$ {format_command(argv)}")
-        try:
-            self.runner.start(argv)
-        except (RuntimeError, ValueError) as exc:
-            self._show_error(str(exc))
+        if not self.start_child(argv, "Estimating memory and time per step…"):
             return False
         self._mode = "estimating"
-        self.status_label.setText("Estimating memory and time per step…")
         self._update_enabled()
         return True
 
@@ -756,14 +625,11 @@ class TrainPanel(QWidget):
         self._target_steps = max_steps
         self.progress.setRange(0, max_steps)
         self.progress.setValue(self.curves.last_step)
-        self.log_view.append_message(f"$ {format_command(argv)}")
-        try:
-            self.runner.start(argv, cwd=run_dir.parent if run_dir.parent.is_dir() else None)
-        except (RuntimeError, ValueError) as exc:
-            self._show_error(str(exc))
+        if not self.start_child(
+            argv, f"Running: {what}…", cwd=run_dir.parent if run_dir.parent.is_dir() else None
+        ):
             return False
         self._mode = "running"
-        self.status_label.setText(f"Running: {what}…")
         self.poll_timer.start()
         self._update_enabled()
         self.runningChanged.emit(True)
@@ -803,13 +669,7 @@ class TrainPanel(QWidget):
                 self.runner.wait(5000)
 
     def _on_line(self, text: str, stream: str, redraw: bool) -> None:
-        event = parse_progress_line(text)
-        if event is not None:  # `--progress jsonl`: the bar moves, the log stays readable
-            self.progress.setRange(0, max(event.total, 1))
-            self.progress.setValue(event.done)
-            return
-        self.log_view.append_line(text, stream, redraw)
-        if self._mode == "estimating":
+        if self.route_line(text, stream, redraw) is None and self._mode == "estimating":
             self._estimate_lines.append(text)
 
     def _on_finished(self, outcome: RunOutcome) -> None:
@@ -839,11 +699,6 @@ class TrainPanel(QWidget):
         self.runningChanged.emit(False)
         self.runFinished.emit(outcome)
 
-    def _show_error(self, text: str, status: str = NOT_STARTED) -> None:
-        """Errors stay on screen (selectable) until the next action; the log keeps them too."""
-        show_error(self.error_label, self.status_label, text, running=self.running, status=status)
-
-    # ------------------------------------------------------------------ run folder
     def browse_run(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Open a training run folder", str(self.runs_root))
         if path:

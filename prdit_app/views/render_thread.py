@@ -23,6 +23,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
+from prdit_app.latest import LatestSlot
 from prdit_app.presets import VolumeRenderingPreset
 
 
@@ -85,12 +86,10 @@ class BackgroundRenderer(QObject):
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._cond = threading.Condition()
-        self._pending: RenderRequest | None = None
-        self._stop = False
+        self._slot = LatestSlot()  # the next request: a newer one replaces it, never queues
+        self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self.busy = False
-        self.dropped = 0
         self.rendered = 0
         self.ok = True
         #: fraction of wall time the thread may spend rendering while frames keep coming
@@ -104,21 +103,18 @@ class BackgroundRenderer(QObject):
     def submit(self, request: RenderRequest) -> None:
         """Render ``request`` next; a request still waiting is replaced (dropped), never queued."""
         self.start()
-        with self._cond:
-            if self._pending is not None:
-                self.dropped += 1
-            self._pending = request
-            self._cond.notify()
+        self._slot.put(request)
+
+    @property
+    def dropped(self) -> int:
+        return self._slot.dropped
 
     def idle(self) -> bool:
-        with self._cond:
-            return self._pending is None and not self.busy
+        return self._slot.empty and not self.busy
 
     def stop(self, timeout: float = 10.0) -> None:
-        with self._cond:
-            self._stop = True
-            self._pending = None
-            self._cond.notify()
+        self._stopping.set()
+        self._slot.close()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
@@ -139,13 +135,9 @@ class BackgroundRenderer(QObject):
         generation = None
         try:
             while True:
-                with self._cond:
-                    while self._pending is None and not self._stop:
-                        self._cond.wait()
-                    if self._stop:
-                        break
-                    req, self._pending = self._pending, None
-                    self.busy = True
+                req = self._slot.wait_take(then=lambda: setattr(self, "busy", True))
+                if req is None:  # stopped
+                    break
                 try:
                     t0 = time.perf_counter()
                     if req.generation != generation or scene.size != req.canonical.shape:
@@ -170,11 +162,9 @@ class BackgroundRenderer(QObject):
                     # duty cycle: rest as long as the frame took, so on a 2-core machine the
                     # software rasteriser leaves CPU for the GUI thread between frames
                     rest = (time.perf_counter() - t0) * (1.0 / self.duty - 1.0)
-                    with self._cond:
-                        if rest > 0 and not self._stop:
-                            self._cond.wait_for(lambda: self._stop, timeout=rest)
+                    if rest > 0:
+                        self._stopping.wait(rest)  # returns at once when stop() is called
                 finally:
-                    with self._cond:
-                        self.busy = False
+                    self.busy = False
         finally:
             target.finalize()

@@ -13,16 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from prdit.metrics.plots import box_stats, compute_plot_data, display_histogram, plot_data_from_report
+from prdit.metrics.report import report_csv, report_rows
 from prdit_app.panels.evaluate import (
     EvalRequest,
     EvaluatePanel,
-    box_stats,
-    compute_plot_data,
-    display_histogram,
-    parse_progress,
-    plot_data_from_report,
-    report_csv,
-    report_rows,
     sample_argv,
 )
 
@@ -56,13 +51,20 @@ def panel(qtbot, tmp_path):
 
 
 # ------------------------------------------------------------------ helpers without a process
-def test_progress_lines_are_parsed():
+def test_progress_lines_move_the_bar_and_other_lines_go_to_the_log(qtbot):
     from prdit.run_log import progress_line
 
-    assert parse_progress(progress_line("real volumes", 2, 4)) == ("real volumes", 2, 4)
-    assert parse_progress(progress_line("sample steps", 50, 50, last="x")) == ("sample steps", 50, 50)
-    assert parse_progress("real volumes:  50%|#####     | 2/4 [00:01<00:01]") is None  # no bar scraping
-    assert parse_progress("real: /tmp/x (4 volumes)") is None
+    panel = EvaluatePanel()
+    qtbot.addWidget(panel)
+    panel._on_line(progress_line("real volumes", 2, 4), "stdout", False)
+    assert (panel.stage_label.text(), panel.progress.value(), panel.progress.maximum()) == (
+        "real volumes",
+        2,
+        4,
+    )
+    panel._on_line("real volumes:  50%|#####     | 2/4 [00:01<00:01]", "stderr", False)  # no bar scraping
+    assert panel.progress.value() == 2 and "50%" in panel.log_view.plain_text()
+    assert progress_line("real volumes", 2, 4) not in panel.log_view.plain_text()
 
 
 def test_eval_and_sample_commands(tmp_path):

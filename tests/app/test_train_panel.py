@@ -13,16 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from prdit_app.panels.train import (
-    CurveData,
-    JsonlTail,
-    TrainPanel,
-    TrainSettings,
-    latest_preview,
-    list_run_checkpoints,
-    parse_overrides,
-    resume_argv,
-)
+from prdit.run_log import CurveData, JsonlTail, latest_preview, list_run_checkpoints
+from prdit_app.panels.train import TrainPanel
+from prdit_app.panels.train_command import TrainSettings, parse_overrides, resume_argv
 
 pytestmark = pytest.mark.gui
 

@@ -17,8 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _fakes import CountingModel, fake_source  # noqa: E402
 
 from prdit.data.normalize import HUWindow  # noqa: E402
+from prdit_app.latest import LatestSlot  # noqa: E402
 from prdit_app.worker import (  # noqa: E402
-    LatestSlot,
     ModelInfo,
     SampleRequest,
     SamplingController,
