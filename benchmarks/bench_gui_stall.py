@@ -32,11 +32,12 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 
 
 def run_one(app, model_name: str, size: int, steps: int, threads: int, with_3d: bool, samples: int) -> dict:
+    from prdit.model_info import ModelInfo
     from prdit.models import build_model
     from prdit_app.main import install_panels
     from prdit_app.mainwindow import MainWindow
     from prdit_app.panels.generate import GeneratePanel
-    from prdit_app.worker import ModelInfo, StallMeter
+    from prdit_app.stall_meter import StallMeter
 
     torch.manual_seed(0)
     model = build_model(model_name, input_size=size).eval()
@@ -93,7 +94,7 @@ def idle_baseline(app, seconds: float) -> dict:
     """The same window and timer with nothing sampling: the gaps the machine itself causes."""
     from prdit_app.main import install_panels
     from prdit_app.mainwindow import MainWindow
-    from prdit_app.worker import StallMeter
+    from prdit_app.stall_meter import StallMeter
 
     window = MainWindow(enable_3d=False)
     install_panels(window)

@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from prdit_app.worker import StepUpdate
+from prdit_app.sampling_types import StepUpdate
 
 _I16 = np.iinfo(np.int16)
 

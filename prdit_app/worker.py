@@ -28,8 +28,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,13 +35,17 @@ import torch
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from prdit.data.normalize import HUWindow
-from prdit.estimate import sampling_needs_check
 from prdit.model_info import ModelInfo  # the engine's model descriptor, re-exported for the app
-from prdit.precision import choose_precision, with_precision
-from prdit.sampling import diffusion_for, sample_sidecar, volume_from_hu
 from prdit.threads import ThreadGovernor, apply_threads, choose_threads
-from prdit.volume import Volume
 from prdit_app.latest import LatestSlot
+from prdit_app.sampling_types import SampleRequest, SamplingResult, StepUpdate
+from prdit_app.step_source import (
+    StepSource,
+    describe_error,
+    engine_step_source,
+    make_volume,
+    sample_metadata,
+)
 
 # --------------------------------------------------------------------------- threads
 #: The automatic thread choice (prdit.threads: the free cores) is capped here: the studio's small
@@ -69,18 +71,6 @@ def preload_engine() -> list[str]:
     return missing
 
 
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` -> CUDA when present, else CPU; ``"cuda"`` fails clearly when there is none."""
-    name = (device or "auto").lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was requested but this torch build sees no CUDA GPU; choose CPU")
-    if name not in ("cpu",) and not name.startswith("cuda"):
-        raise ValueError(f"unknown device {device!r}; use auto, cpu or cuda")
-    return torch.device(name)
-
-
 def _lower_thread_priority() -> None:
     """Give the calling (worker) thread a higher nice value, so the GUI thread wins the CPU.
 
@@ -98,176 +88,6 @@ def _lower_thread_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + inc)
     except OSError:
         pass
-
-
-# --------------------------------------------------------------------------- mailbox
-# --------------------------------------------------------------------------- data passed to the GUI
-@dataclass(frozen=True)
-class SampleRequest:
-    """Everything one Generate run needs. Either ``checkpoint`` or ``model`` (+``model_info``)."""
-
-    checkpoint: Path | None = None
-    sampler: str = "hot"
-    steps: int = 50
-    k: int = 2
-    seed: int = 0
-    num_samples: int = 1
-    device: str = "auto"
-    record_xt: bool = True
-    torch_threads: int | None = None
-    precision: str | None = None  # prdit.precision (None: PRDIT_PRECISION, else auto: measured)
-    model: Any = None  # an nn.Module already in memory (tests, the benchmark)
-    model_info: ModelInfo | None = None
-
-    def validate(self) -> None:
-        if self.sampler not in ("hot", "cold"):
-            raise ValueError(f"sampler must be 'hot' or 'cold', got {self.sampler!r}")
-        if self.steps < 1:
-            raise ValueError(f"steps must be at least 1, got {self.steps}")
-        if self.sampler == "hot" and self.k < 1:
-            raise ValueError(f"the hot sampler needs k >= 1, got {self.k}")
-        if self.num_samples < 1:
-            raise ValueError(f"number of samples must be at least 1, got {self.num_samples}")
-        if not 0 <= self.seed < 2**63:
-            raise ValueError(f"seed must be in [0, 2^63), got {self.seed}")
-        if self.model is None and self.checkpoint is None:
-            raise ValueError("no model chosen: open a checkpoint first")
-        if self.model is not None and self.model_info is None:
-            raise ValueError("an in-memory model needs model_info")
-
-    def seeds(self) -> list[int]:
-        """One seed per sample (seed, seed+1, ...), as ``prdit sample`` numbers them."""
-        return [self.seed + i for i in range(self.num_samples)]
-
-
-@dataclass(frozen=True)
-class StepUpdate:
-    """One step, already in HU, as the GUI receives it."""
-
-    index: int  # 0-based
-    total: int
-    t: int
-    x0_hu: np.ndarray  # (B, D, H, W) float32 HU
-    xt_hu: np.ndarray | None  # (B, D, H, W) float32, x_t mapped linearly to HU (not clipped)
-    elapsed_s: float  # since the first model call
-    steps_per_s: float
-    eta_s: float
-    final: bool
-
-
-@dataclass
-class SamplingResult:
-    """A finished (or cancelled) run: one Volume per sample, plus what made it."""
-
-    status: str  # "done" or "cancelled"
-    volumes: list[Volume]
-    info: ModelInfo
-    request: SampleRequest
-    steps_done: int
-    elapsed_s: float
-
-
-# --------------------------------------------------------------------------- the engine seam
-StepSource = Callable[["SamplingWorker"], tuple[Iterator[Any], ModelInfo]]
-
-
-def load_model(request: SampleRequest, device: torch.device) -> tuple[Any, ModelInfo]:
-    """The model and its info for a request (loads the checkpoint on the worker thread)."""
-    if request.model is not None:
-        return request.model.to(device).eval(), request.model_info  # type: ignore[return-value]
-    path = Path(request.checkpoint)  # type: ignore[arg-type]
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    from prdit.checkpoint import load_for_inference
-
-    model, info = load_for_inference(path, device, use_ema=True)
-    return model.eval(), info
-
-
-def estimate_request(request: SampleRequest):
-    """What ``request`` will need and the precision it would run in
-    (:func:`prdit.estimate.estimate_sampling_run`): loads the model, traces one sampler step and
-    times a few network evaluations. Runs off the GUI thread (the Generate panel's Estimate)."""
-    from prdit.estimate import estimate_sampling_run
-
-    request.validate()
-    device = resolve_device(request.device)
-    model, info = load_model(request, device)
-    return estimate_sampling_run(
-        model,
-        info.input_size,
-        request.num_samples,
-        request.steps,
-        sampler=request.sampler,
-        k=request.k,
-        diffusion=diffusion_for(info),
-        device=device,
-        precision=request.precision,
-    )
-
-
-def refuse_if_too_big(model: Any, info: ModelInfo, request: SampleRequest, device: torch.device) -> None:
-    """Raise :class:`prdit.estimate.WouldNotFitError` before a run that would not fit starts."""
-    from prdit.estimate import EstimateError, WouldNotFitError, estimate_sampling_run
-
-    try:
-        est, _ = estimate_sampling_run(
-            model,
-            info.input_size,
-            request.num_samples,
-            request.steps,
-            sampler=request.sampler,
-            k=request.k,
-            diffusion=diffusion_for(info),
-            device=device,
-            precision=request.precision,
-            probe=False,
-        )
-    except EstimateError:
-        return  # an estimate that cannot be made must not stop sampling
-    if not est.fits:
-        raise WouldNotFitError(
-            f"{request.num_samples} samples of {info.input_size}³ would not fit: {est.advice()}", est
-        )
-
-
-def engine_step_source(request: SampleRequest) -> StepSource:
-    """The real source: load the model, then run ``prdit.diffusion.sample`` with per-sample seeds."""
-
-    def open_source(worker: SamplingWorker) -> tuple[Iterator[Any], ModelInfo]:
-        device = resolve_device(request.device)
-        worker.status.emit(f"Loading model on {device.type.upper()}…")
-        model, info = load_model(request, device)
-        from prdit import diffusion  # preloaded on the GUI thread by preload_engine()
-
-        size = info.input_size
-        shape = (request.num_samples, 1, size, size, size)
-        if sampling_needs_check(device, request.num_samples, size):
-            worker.status.emit("Checking memory…")
-            refuse_if_too_big(model, info, request, device)
-        if device.type == "cpu" and request.precision in (None, "auto"):
-            worker.status.emit("Measuring the fastest number format…")
-        choice = choose_precision(request.precision, device, model, shape)
-        worker.precision = choice.precision
-        model = with_precision(model, choice)
-        # Per-sample generators exactly as `prdit sample` makes them (on the sampling device, seed + i),
-        # so the studio and the CLI give the same volume for the same seed, whatever the batch.
-        gens = [torch.Generator(device=device).manual_seed(s) for s in request.seeds()]
-        process = diffusion_for(info)
-        gen = diffusion.sample(
-            model,
-            shape,
-            sampler=request.sampler,
-            steps=request.steps,
-            k=request.k,
-            generator=gens,
-            device=device,
-            return_xt=request.record_xt,
-            diffusion=process,
-        )
-        return gen, info
-
-    return open_source
 
 
 def _to_numpy(x: Any) -> np.ndarray:
@@ -289,56 +109,6 @@ def _to_numpy(x: Any) -> np.ndarray:
 def xt_to_hu(window: HUWindow, x: np.ndarray) -> np.ndarray:
     """Linear model-scale -> HU map *without* clipping, so the noise in x_t stays visible."""
     return ((x + 1.0) * 0.5 * (window.high - window.low) + window.low).astype(np.float32, copy=False)
-
-
-def make_volume(hu: np.ndarray, info: ModelInfo, **metadata: Any) -> Volume:
-    """A generated volume in patient space (:func:`prdit.sampling.volume_from_hu`)."""
-    return volume_from_hu(hu, info, metadata)
-
-
-def sample_metadata(
-    request: SampleRequest, info: ModelInfo, sample: int, precision: str = "fp32"
-) -> dict[str, Any]:
-    """What made sample ``sample`` of a run: the same record ``prdit sample`` writes beside it
-    (:func:`prdit.sampling.sample_sidecar`), so a studio export and a CLI sample say the same."""
-    return sample_sidecar(
-        info,
-        seed=request.seed + sample,
-        sampler=request.sampler,
-        steps=request.steps,
-        k=request.k,
-        precision=precision,
-    )
-
-
-def describe_error(
-    exc: BaseException, request: SampleRequest | None = None, phase: str = "sample"
-) -> tuple[str, str]:
-    """(title, message) for a dialog: name what failed and what the user can change."""
-    text = str(exc) or exc.__class__.__name__
-    estimate = getattr(exc, "estimate", None)
-    if estimate is not None:  # refused before it started (prdit.estimate.WouldNotFitError)
-        from prdit.estimate import human_bytes
-
-        return (
-            "Not enough memory",
-            f"{text}.\n\nThe run would need ~{human_bytes(estimate.peak_bytes)}; "
-            f"{human_bytes(estimate.available_bytes or 0)} is free on {estimate.device.upper()}. "
-            "Nothing was started.",
-        )
-    if isinstance(exc, MemoryError) or "out of memory" in text.lower():
-        n = request.num_samples if request else "?"
-        return (
-            "Out of memory",
-            f"Sampling ran out of memory ({text.splitlines()[0]}).\n\n"
-            f"Try fewer samples (now {n}), a smaller model, or the other device.",
-        )
-    if phase == "load":
-        where = request.checkpoint if request is not None and request.checkpoint is not None else "the model"
-        return ("Cannot load the model", f"{where}:\n{exc.__class__.__name__}: {text}")
-    if phase == "settings":
-        return ("Invalid generation settings", text)
-    return ("Generation failed", f"{exc.__class__.__name__}: {text}")
 
 
 # --------------------------------------------------------------------------- the worker
@@ -562,90 +332,3 @@ class SamplingController(QObject):
     def _on_failed(self, title: str, message: str) -> None:
         self._end()
         self.failed.emit(title, message)
-
-
-# --------------------------------------------------------------------------- responsiveness probe
-class StallMeter(QObject):
-    """Measures how long the GUI event loop goes without running a 10 ms timer.
-
-    A responsive loop fires the timer every ~10 ms; ``worst_gap_ms`` is the longest interval seen
-    (the worst "freeze" a user would feel). Used by the tests and benchmarks/bench_gui_stall.py.
-    """
-
-    def __init__(self, interval_ms: int = 10, parent: QObject | None = None) -> None:
-        from PySide6.QtCore import QTimer
-
-        super().__init__(parent)
-        self._timer = QTimer(self)
-        self._timer.setInterval(interval_ms)
-        self._timer.timeout.connect(self._tick)
-        self._last: float | None = None
-        self.gaps_ms: list[float] = []
-
-    def start(self) -> None:
-        self._last = time.perf_counter()
-        self.gaps_ms.clear()
-        self._timer.start()
-
-    def stop(self) -> None:
-        self._timer.stop()
-
-    def _tick(self) -> None:
-        now = time.perf_counter()
-        if self._last is not None:
-            self.gaps_ms.append((now - self._last) * 1000.0)
-        self._last = now
-
-    @property
-    def worst_gap_ms(self) -> float:
-        return max(self.gaps_ms, default=0.0)
-
-    def percentile_ms(self, q: float) -> float:
-        return float(np.percentile(self.gaps_ms, q)) if self.gaps_ms else 0.0
-
-
-# --------------------------------------------------------------------------- short background jobs
-class TaskCancelled(Exception):
-    """Raised inside a task's progress callback once the user cancelled."""
-
-
-class TaskWorker(QObject):
-    """Runs ``fn(progress)`` on a QThread (exports: DICOM, NIfTI, GIF); never touches widgets.
-
-    ``progress(done, total)`` is thread-safe; it raises :class:`TaskCancelled` after ``cancel()``
-    so the job stops at its next progress report. Signals: ``progress(int, int)``,
-    ``finished(object)`` (the return value), ``failed(str)``, ``cancelled()``.
-    """
-
-    progress = Signal(int, int)
-    finished = Signal(object)
-    failed = Signal(str)
-    cancelled = Signal()
-
-    def __init__(self, fn: Callable[[Callable[[int, int], None]], Any]) -> None:
-        super().__init__()
-        self.fn = fn
-        self._cancel = threading.Event()
-
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    def report(self, done: int, total: int) -> None:
-        if self._cancel.is_set():
-            raise TaskCancelled()
-        self.progress.emit(int(done), int(total))
-
-    @Slot()
-    def run(self) -> None:
-        try:
-            result = self.fn(self.report)
-        except TaskCancelled:
-            self.cancelled.emit()
-            return
-        except Exception as exc:  # noqa: BLE001 - shown to the user as a dialog
-            if exc.__class__.__name__ == "ExportCancelled" or self._cancel.is_set():
-                self.cancelled.emit()
-            else:
-                self.failed.emit(str(exc) or exc.__class__.__name__)
-            return
-        self.finished.emit(result)

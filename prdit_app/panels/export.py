@@ -1,6 +1,6 @@
 """The Export panel: the shown volume as a DICOM series or NIfTI, the formation as a GIF or PNGs.
 
-Every export runs on a background thread (:class:`prdit_app.worker.TaskWorker`) behind a
+Every export runs on a background thread (:class:`prdit_app.tasks.TaskWorker`) behind a
 ``QProgressDialog`` whose Cancel stops it at the next slice/frame; writers are atomic, so a
 cancelled or failed export leaves nothing half-written. DICOM carries the provenance of a
 generated volume (model, checkpoint hash, seed, sampler, steps, k) through the engine's
@@ -34,8 +34,8 @@ from PySide6.QtWidgets import (
 from prdit.atomic import atomic_path, write_text_atomic
 from prdit.volume import Volume
 from prdit_app.dialogs import show_error
+from prdit_app.tasks import TaskWorker
 from prdit_app.trajectory import TrajectoryStore, tri_planar_slices, window_to_uint8
-from prdit_app.worker import TaskWorker
 
 ProgressFn = Callable[[int, int], None]
 

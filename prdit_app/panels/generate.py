@@ -39,24 +39,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from prdit.model_info import ModelInfo
 from prdit.paths import bundled_models, resource
 from prdit.sampler_defaults import SamplerDefaults
 from prdit.volume import Volume
 from prdit_app.app_model import AppModel
 from prdit_app.dialogs import show_error
+from prdit_app.sampling_types import SampleRequest, SamplingResult, StepUpdate
+from prdit_app.step_source import StepSource, estimate_request, make_volume, sample_metadata
 from prdit_app.trajectory import TrajectoryStore, TrajectoryWidget
-from prdit_app.worker import (
-    ModelInfo,
-    SampleRequest,
-    SamplingController,
-    SamplingResult,
-    StepSource,
-    StepUpdate,
-    estimate_request,
-    make_volume,
-    preload_engine,
-    sample_metadata,
-)
+from prdit_app.worker import SamplingController, preload_engine
 
 CHECKPOINT_FILTER = "PRDiT checkpoints (*.safetensors *.pt *.pth);;All files (*)"
 _MAX_SEED = 2**31 - 1

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from prdit_app.worker import ModelInfo
+from prdit.model_info import ModelInfo
 
 
 @dataclass

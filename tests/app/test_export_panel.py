@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QApplication, QProgressDialog, QPushButton
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _fakes import CountingModel, fake_source  # noqa: E402
 
+from prdit.model_info import ModelInfo  # noqa: E402
 from prdit_app.panels.export import (  # noqa: E402
     ExportPanel,
     default_series_description,
@@ -26,7 +27,6 @@ from prdit_app.panels.export import (  # noqa: E402
     run_with_progress,
 )
 from prdit_app.panels.generate import GeneratePanel  # noqa: E402
-from prdit_app.worker import ModelInfo  # noqa: E402
 
 SHA = "0123456789abcdef" * 4
 INFO = ModelInfo("PRDiT-XS/4/0", 12, spacing=(1.25, 1.25, 2.5), sha256=SHA, source="/m/tiny.safetensors")
@@ -163,7 +163,7 @@ def test_description_defaults(generated):
 
 def test_cancelled_dicom_export_leaves_nothing(generated, tmp_path):
     from prdit_app.panels.export import export_dicom
-    from prdit_app.worker import TaskCancelled
+    from prdit_app.tasks import TaskCancelled
 
     gen, _ = generated
 

@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _fakes import CountingModel, fake_source  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
 
+from prdit.model_info import ModelInfo  # noqa: E402
 from prdit.paths import bundled_model, bundled_models  # noqa: E402
 from prdit_app.panels.generate import (  # noqa: E402
     GeneratePanel,
@@ -23,7 +24,6 @@ from prdit_app.panels.generate import (  # noqa: E402
     format_eta,
     peek_model_info,
 )
-from prdit_app.worker import ModelInfo  # noqa: E402
 
 INFO = ModelInfo(
     "PRDiT-XS/4/0", 8, spacing=(1.5, 1.5, 2.0), sha256="cd" * 32, source="/models/tiny.safetensors"

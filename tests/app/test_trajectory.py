@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from prdit_app.sampling_types import StepUpdate
 from prdit_app.trajectory import TrajectoryStore, TrajectoryWidget, to_int16_hu, tri_planar_slices
-from prdit_app.worker import StepUpdate
 
 
 def _update(index: int, total: int, batch: int = 2, size: int = 16, xt: bool = True) -> StepUpdate:

@@ -17,15 +17,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _fakes import CountingModel, fake_source  # noqa: E402
 
 from prdit.data.normalize import HUWindow  # noqa: E402
+from prdit.model_info import ModelInfo  # noqa: E402
 from prdit_app.latest import LatestSlot  # noqa: E402
-from prdit_app.worker import (  # noqa: E402
-    ModelInfo,
-    SampleRequest,
-    SamplingController,
-    StallMeter,
-    describe_error,
-    resolve_device,
-)
+from prdit_app.sampling_types import SampleRequest  # noqa: E402
+from prdit_app.stall_meter import StallMeter  # noqa: E402
+from prdit_app.step_source import describe_error, resolve_device  # noqa: E402
+from prdit_app.worker import SamplingController  # noqa: E402
 
 FAKE_INFO = ModelInfo("PRDiT-XS/4/0", 8, HUWindow(-1000, 1000), (1.5, 1.5, 2.0), "ab" * 32)
 

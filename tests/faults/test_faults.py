@@ -266,3 +266,59 @@ def test_kill_9_during_sampling_leaves_no_half_volume(tmp_path, record):
     ok = readable and resumed.rc == 0 and complete and kept  # finished samples were not redone
     record("prdit sample killed -9 mid-run, then --skip-existing", "recovered" if ok else "loss")
     assert ok, resumed.stderr[-800:]
+
+
+def test_kill_9_during_dicom_export_leaves_no_half_series(tmp_path, record):
+    assert run_prdit("phantom", "--count", "1", "--size", "128", "--out", "ph", cwd=tmp_path).rc == 0
+    volume = next((tmp_path / "ph").glob("phantom_*.nii.gz"))
+    env = dict(os.environ, PRDIT_THREADS="1")
+    argv = [sys.executable, "-m", "prdit", "export-dicom", str(volume), "series"]
+    proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(2.5)  # start-up, reading, and part of the slices
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    series = tmp_path / "series"
+    whole = not series.exists() or len(list(series.glob("*.dcm"))) == 128
+    again = run_prdit("export-dicom", str(volume), "series", "--overwrite", cwd=tmp_path)
+    ok = whole and again.rc == 0 and len(list(series.glob("*.dcm"))) == 128
+    record("prdit export-dicom killed -9 mid-series, then exported again", "recovered" if ok else "loss")
+    assert ok, again.stderr[-800:]
+
+
+def test_a_full_disk_keeps_the_last_good_checkpoint_and_says_so(tmp_path, record):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({mounted.stderr.decode().strip()[:120]})")
+    try:
+        outcome = run_prdit(
+            "train",
+            "phantom-tiny",
+            "--out",
+            str(disk / "run"),
+            *TINY,
+            "--max-steps",
+            "40",
+            "--set",
+            "checkpoint.every=1",
+            "--set",
+            "checkpoint.keep_last=3",
+            cwd=tmp_path,
+        )
+        from prdit.checkpoint import list_checkpoints, load_training_state
+
+        found = list_checkpoints(disk / "run" / "checkpoints")
+        intact = bool(found) and load_training_state(found[-1][1]).step == found[-1][0]
+        ok = (
+            outcome.rc == 2
+            and "No space left on device" in outcome.stderr
+            and not outcome.traceback
+            and intact
+        )
+        record("prdit train on a disk that fills up", "clean error" if ok else "loss")
+        assert ok, outcome.stderr[-800:]
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True)
