@@ -136,6 +136,22 @@ def save_checkpoint(
         else:
             os.replace(tmp, final)
         _fsync_dir(root)
+    except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as a RuntimeError
+        shutil.rmtree(tmp, ignore_errors=True)
+        found = list_checkpoints(root)
+        last = (
+            f"the last good checkpoint, {found[-1][1]}, is intact"
+            if found
+            else "no earlier checkpoint exists"
+        )
+        free = shutil.disk_usage(root).free
+        reason = "the disk is full" if free < 64 << 20 else f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, OSError) and exc.strerror:
+            reason = exc.strerror
+        raise CheckpointError(
+            f"checkpoint {final} could not be written ({reason}; {free / 2**20:.1f} MiB free on that disk); "
+            f"{last}. Free some space, then continue with --resume."
+        ) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
