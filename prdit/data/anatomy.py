@@ -12,7 +12,9 @@ Definitions (all floats):
   the scanner table and noise specks outside are excluded.
 * ``lung_fraction``, ``soft_tissue_fraction``, ``bone_fraction``: fractions *of the body*
   (they sum to 1): lung is air-like tissue inside the body (< -400 HU, including the airways;
-  components smaller than 0.05 % of the body are noise and count as soft tissue), bone is
+  components smaller than 0.05 % of the body are noise and count as soft tissue, and a mask too
+  thin to keep a fifth of its voxels through one erosion is speckle, not lungs: noise volumes score
+  no lung), bone is
   >= 250 HU (unsmoothed, so thin ribs count), soft tissue everything between (fat, muscle, blood,
   organs). Fractions depend on the voxel size (partial volume), so compare volumes of one size.
 * ``lung_lr_balance``: left lung voxels / all lung voxels, split at the body's centre of mass
@@ -45,6 +47,11 @@ BODY_HU = -500.0
 LUNG_HU = -400.0
 BONE_HU = 250.0
 _MIN_LUNG_COMPONENT = 5e-4  # of the body volume
+#: the lung mask must keep at least this fraction of its voxels through one 6-connected erosion:
+#: phantom lungs keep 0.37-0.49 at 32^3 and 0.52-0.63 at 64^3, the low-HU speckle of noise volumes
+#: (Gaussian, mean -500..-100 HU, SD 300..800) at most 0.075, which was otherwise counted as lung.
+#: Tested on the whole mask, not per component, so thin airways beside solid lungs still count.
+_MIN_LUNG_SOLIDITY = 0.2
 
 
 def _left_axis(volume: Volume | None) -> tuple[int, float]:
@@ -94,6 +101,8 @@ def measure_anatomy(volume_or_hu_array: Volume | np.ndarray) -> dict[str, float]
         keep = sizes >= max(1, _MIN_LUNG_COMPONENT * n_body)
         keep[0] = False
         lung = keep[lab]
+        if lung.any() and ndimage.binary_erosion(lung).sum() < _MIN_LUNG_SOLIDITY * lung.sum():
+            lung[:] = False  # speckle, not lungs (a noise volume)
     bone = body & (hu >= BONE_HU)  # raw HU: smoothing would erase thin ribs at coarse voxels
     n_lung, n_bone = int(lung.sum()), int(bone.sum())
     out["lung_fraction"] = n_lung / n_body

@@ -358,3 +358,21 @@ def test_anatomy_summary_counts_generated_inside_real_range():
     assert s["lung_lr_balance"]["fake_in_real_range"] == pytest.approx(2 / 4)  # NaN counts as outside
     assert s["lung_lr_balance"]["real_min"] == 0.45 and s["lung_lr_balance"]["real_undefined"] == 1
     assert s["body_fraction"]["real_mean"] == pytest.approx(0.45)
+
+
+def test_noise_volumes_have_no_lungs():
+    """Low-HU speckle of a noise volume is not lung (it scored 'in range' on lung fraction before)."""
+    from prdit.data.anatomy import measure_anatomy, phantom_reference_ranges
+    from prdit.data.phantom import generate_phantom
+
+    ranges = phantom_reference_ranges(range(12), size=32)
+    rng = np.random.default_rng(0)
+    for mean in (-500.0, -300.0, -100.0):
+        for sd in (300.0, 600.0, 800.0):
+            noise = rng.normal(mean, sd, (32, 32, 32)).astype(np.float32)
+            measures = measure_anatomy(noise)
+            assert measures["lung_fraction"] == 0.0, (mean, sd)
+            low, high = ranges["lung_fraction"]
+            assert not low <= measures["lung_fraction"] <= high
+    for seed in (0, 5):  # real (phantom) lungs are kept, thin airways included
+        assert ranges["lung_fraction"][0] <= measure_anatomy(generate_phantom(seed, 32))["lung_fraction"]
