@@ -43,6 +43,10 @@ class CriticConfig:
         return asdict(self)
 
 
+#: held-out volumes per set below which the estimate is mostly seed-to-seed spread
+MIN_HELD_OUT = 8
+
+
 @dataclass(frozen=True)
 class CriticResult:
     wasserstein: float  # held-out estimate: the reported number
@@ -51,9 +55,32 @@ class CriticResult:
     n_test: tuple[int, int]
     config: CriticConfig
 
+    @property
+    def train_gap(self) -> float:
+        """Train minus held-out estimate: large when the critic memorised its training volumes."""
+        return self.train_estimate - self.wasserstein
+
+    @property
+    def warnings(self) -> list[str]:
+        """What makes this number weak, in words (shown with it in the table and the report)."""
+        out = []
+        if min(self.n_test) < MIN_HELD_OUT:
+            out.append(
+                f"only {min(self.n_test)} held-out volumes per set (< {MIN_HELD_OUT}): the estimate is "
+                "mostly seed-to-seed spread; two samples of one distribution gave -0.4 to -4.5 at N = 8"
+            )
+        if self.train_gap > max(0.5 * abs(self.train_estimate), 0.1):
+            out.append(
+                f"the critic overfits: {self.train_estimate:.3g} on its training volumes against "
+                f"{self.wasserstein:.3g} held out; more volumes or fewer iterations"
+            )
+        return out
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["config"] = self.config.to_dict()
+        d["train_gap"] = self.train_gap
+        d["warnings"] = self.warnings
         return d
 
 

@@ -81,6 +81,8 @@ def table_rows(report: dict[str, Any]) -> list[MetricRow]:
             note_text = note.format(**m)
         except (KeyError, TypeError, ValueError):
             note_text = ""
+        for warning in m.get("warnings") or ():
+            note_text += f"; WARNING: {warning}"
         value = m.get("value")
         number = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
         rows.append(MetricRow(name, format_value(value), note_text, key, number))

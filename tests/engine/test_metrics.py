@@ -376,3 +376,20 @@ def test_noise_volumes_have_no_lungs():
             assert not low <= measures["lung_fraction"] <= high
     for seed in (0, 5):  # real (phantom) lungs are kept, thin airways included
         assert ranges["lung_fraction"][0] <= measure_anatomy(generate_phantom(seed, 32))["lung_fraction"]
+
+
+def test_the_critic_says_when_its_number_is_weak():
+    import torch
+
+    from prdit.metrics.critic import CriticConfig, critic_wasserstein
+    from prdit.metrics.report import table_rows
+
+    gen = torch.Generator().manual_seed(0)
+    real = torch.rand(8, 16, 16, 16, generator=gen) * 2 - 1
+    fake = torch.rand(8, 16, 16, 16, generator=gen) * 2 - 1
+    result = critic_wasserstein(real, fake, CriticConfig(size=16, iterations=60))
+    assert result.n_test == (4, 4) and any("held-out volumes per set" in w for w in result.warnings)
+    assert result.train_gap == result.train_estimate - result.wasserstein
+    report = {"metrics": {"critic": {"value": result.wasserstein, **result.to_dict()}}}
+    (row,) = table_rows(report)
+    assert "WARNING: only 4 held-out volumes per set" in row.note
