@@ -403,18 +403,22 @@ def _folder_entry(job: _FolderJob, s: EvalSettings, shape) -> dict[str, Any]:
 
 
 def _compute_metrics(real: _FolderJob, fake: _FolderJob, s: EvalSettings, device, progress, timings) -> dict:
-    from prdit.metrics.fid import fid
+    from prdit.metrics.fid import fid, fid_bootstrap
     from prdit.metrics.mmd import mmd_rbf
 
     out: dict[str, Any] = {}
     if "fid" in s.metrics:
         t = time.perf_counter()
-        value = fid(real.products["features"]["features"], fake.products["features"]["features"])
+        rf, ff = real.products["features"]["features"], fake.products["features"]["features"]
+        value = fid(rf, ff)
+        lo, hi = fid_bootstrap(rf, ff, seed=s.seed)
         out["fid"] = {
             "value": value,
             "value_x1e3": value * 1e3,
             "n_real": len(real.files),
             "n_fake": len(fake.files),
+            "interval_90": [lo, hi],  # bootstrap percentile interval: the spread at this N
+            "comparable_at": "equal N only (FID is biased upwards at small N)",
         }
         timings["fid"] = time.perf_counter() - t
     if "kid" in s.metrics:

@@ -81,6 +81,12 @@ def table_rows(report: dict[str, Any]) -> list[MetricRow]:
             note_text = note.format(**m)
         except (KeyError, TypeError, ValueError):
             note_text = ""
+        interval = m.get("interval_90")
+        if isinstance(interval, list | tuple) and len(interval) == 2 and "n_real" in m:
+            note_text += (
+                f"; N = {m['n_real']}/{m['n_fake']}, 90 % bootstrap [{interval[0]:.4g}, {interval[1]:.4g}]: "
+                "compare only at equal N"
+            )
         for warning in m.get("warnings") or ():
             note_text += f"; WARNING: {warning}"
         value = m.get("value")

@@ -62,9 +62,20 @@ def folders(tmp_path_factory):
 def test_report_carries_the_plot_data_and_it_reproduces_the_metrics(folders, capsys):
     report_path = folders / "report.json"
     code = main(
-        ["eval", str(folders / "real"), str(folders / "fake"), "--metrics", "histogram,anatomy",
-         "--report", str(report_path), "--no-cache", "--no-progress", "--device", "cpu"]
-    )  # fmt: skip
+        [
+            "eval",
+            str(folders / "real"),
+            str(folders / "fake"),
+            "--metrics",
+            "histogram,anatomy",
+            "--report",
+            str(report_path),
+            "--no-cache",
+            "--no-progress",
+            "--device",
+            "cpu",
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     report = json.loads(report_path.read_text(encoding="utf-8"))
@@ -98,3 +109,28 @@ def test_report_carries_the_plot_data_and_it_reproduces_the_metrics(folders, cap
 
     # Small for many volumes: the histogram does not grow with N, anatomy adds 2 x 5 numbers per volume.
     assert len(report_path.read_bytes()) < 150_000
+
+
+def test_fid_carries_its_n_and_a_bootstrap_interval():
+    import numpy as np
+
+    from prdit.metrics.fid import fid, fid_bootstrap
+    from prdit.metrics.report import table_rows
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(12, 64)), rng.normal(size=(12, 64))
+    lo, hi = fid_bootstrap(a, b, rounds=100)
+    assert lo < hi and lo <= fid(a, b) * 3  # an interval around the resampled values, not a point
+    report = {
+        "metrics": {
+            "fid": {
+                "value": fid(a, b),
+                "value_x1e3": 0.0,
+                "n_real": 12,
+                "n_fake": 12,
+                "interval_90": [lo, hi],
+            }
+        }
+    }
+    (row,) = table_rows(report)
+    assert "N = 12/12, 90 % bootstrap [" in row.note and "compare only at equal N" in row.note
