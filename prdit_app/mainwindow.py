@@ -685,7 +685,7 @@ class MainWindow(QMainWindow):
         i, j, k = probe["ijk"]
         x, y, z = probe["lps"]
         value = probe["value"]
-        unit = "HU" if self.state.is_ct else ""
+        unit = self.state.value_unit
         shown = f"{value:.0f}" if float(value).is_integer() else f"{value:.5g}"
         text = (
             f"voxel (i,j,k) = ({i}, {j}, {k})   LPS = ({x:.1f}, {y:.1f}, {z:.1f}) mm   "

@@ -181,6 +181,14 @@ class ViewerState(QObject):
         self._user_window = False
         self._apply_window(w, level)
 
+    @property
+    def value_unit(self) -> str:
+        """What the voxel values are in: HU for CT, else the file's own unit (PET BQML, dose GY),
+        else "" (unitless: read-outs then say "value")."""
+        if self.is_ct:
+            return "HU"
+        return str((self.volume.metadata.get("units") if self.volume is not None else "") or "")
+
     def apply_auto_window(self) -> tuple[float, float] | None:
         """The "Auto" entry: a window from the current volume's own values (:func:`auto_window`)."""
         if self.volume is None:

@@ -71,6 +71,18 @@ class _Header:
     instance: int
     frames: int
     tilt: float
+    units: str = ""  # what the pixel values mean (dicom_units)
+
+
+def dicom_units(ds) -> str:
+    """The unit of the pixel values as the file states it: PET ``Units`` (BQML, CNTS, ...), RT
+    dose ``DoseUnits`` (GY), ``RescaleType``; "HU" for CT, which is in Hounsfield units by
+    definition; "" when the file does not say."""
+    for tag in ("Units", "DoseUnits", "RescaleType"):
+        value = str(ds.get(tag, "") or "").strip()
+        if value and value.upper() != "US":  # US: "unspecified"
+            return value
+    return "HU" if str(ds.get("Modality", "")).upper() == "CT" else ""
 
 
 def _is_dicom_file(path: str) -> bool:
@@ -129,6 +141,7 @@ def _read_header(path: str) -> _Header | None:
         instance=instance,
         frames=frames,
         tilt=tilt,
+        units=dicom_units(ds),
     )
 
 
@@ -337,6 +350,7 @@ def read_dicom_series(folder: str | os.PathLike, series_uid: str | None = None) 
         "source": str(folder),
         "series_uid": series_uid,
         "modality": h0.modality,
+        "units": h0.units,
         "series_description": h0.description,
         "format": "dicom",
     }

@@ -34,7 +34,13 @@ from typing import Any
 import numpy as np
 
 from prdit.atomic import atomic_path
-from prdit.data.dicom_series import DicomError, SeriesInfo, SingleImageSeriesError, read_dicom_series
+from prdit.data.dicom_series import (
+    DicomError,
+    SeriesInfo,
+    SingleImageSeriesError,
+    dicom_units,
+    read_dicom_series,
+)
 from prdit.data.dicom_series import list_dicom_series as _list_dicom_series
 from prdit.data.errors import MultipleSeriesError, VolumeReadError  # noqa: F401 - public here
 from prdit.volume import Volume
@@ -453,7 +459,10 @@ def _read_dicom_file(path: Path, allow_2d: bool = False) -> Volume:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         raise VolumeReadError(f"{path}: cannot decode the multi-frame pixel data ({exc})") from exc
-    return _from_sitk_checked(image, path, "dicom")
+    volume = _from_sitk_checked(image, path, "dicom")
+    # what the values are: an RT dose grid (GY) or a PET volume must not be shown as CT in HU
+    volume.metadata.update(modality=str(ds.get("Modality", "")), units=dicom_units(ds))
+    return volume
 
 
 def _read_dicom_slice(path: Path, ds) -> Volume:
@@ -485,6 +494,7 @@ def _read_dicom_slice(path: Path, ds) -> Volume:
     meta: dict[str, Any] = {
         "format": "dicom",
         "modality": str(ds.get("Modality", "")),
+        "units": dicom_units(ds),
         "series_uid": str(ds.get("SeriesInstanceUID", "")),
         "series_description": str(ds.get("SeriesDescription", "")),
         "single_slice": True,

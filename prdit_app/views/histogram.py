@@ -77,7 +77,7 @@ class WindowHistogram(pg.PlotWidget):
             return
         self.edges, self.counts = value_histogram(volume.array)
         self.curve.setData(self.edges, np.log10(self.counts + 1.0))
-        self.getPlotItem().setLabel("bottom", "HU" if self.state.is_ct else "value")
+        self.getPlotItem().setLabel("bottom", self.state.value_unit or "value")
         self._sync_band()
 
     def _sync_band(self) -> None:

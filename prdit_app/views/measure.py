@@ -141,7 +141,7 @@ class Measurement:
             anchor = (a + b) / 2
         else:
             stats = self.stats()
-            self.label.setText(stats.describe("HU" if self.tool.view.state.is_ct else "") if stats else "")
+            self.label.setText(stats.describe(self.tool.view.state.value_unit) if stats else "")
             x0, y0, x1, y1 = self.box_mm()
             anchor = np.array([max(x0, x1), max(y0, y1)])
         self.label.setPos(float(anchor[0]), float(anchor[1]))

@@ -175,3 +175,15 @@ def test_mr_opens_in_an_auto_window_and_ct_after_it_gets_the_ct_default(qtbot):
     st.set_volume(thorax())  # a CT next: the MR window must not carry over
     assert (st.window, st.level) == (350.0, 50.0) and st.is_ct
     assert st.apply_auto_window() is not None and st.window > 350  # "Auto" on CT: from its values
+
+
+def test_the_value_unit_is_hu_for_ct_and_the_files_own_otherwise():
+    st = ViewerState()
+    st.set_volume(thorax())
+    assert st.value_unit == "HU"
+    dose = Volume(np.random.default_rng(0).uniform(0, 70, (8, 8, 8)).astype(np.float32))
+    dose.metadata.update(modality="RTDOSE", units="GY")
+    st.set_volume(dose)
+    assert not st.is_ct and st.value_unit == "GY"  # not shown as HU, and labelled with its unit
+    st.set_volume(Volume(np.random.default_rng(1).uniform(0, 500, (8, 8, 8)).astype(np.float32)))
+    assert st.value_unit == ""

@@ -267,3 +267,10 @@ def test_mha_via_simpleitk_and_missing_file(tmp_path, hu_volume):
         read_volume(tmp_path / "junk.nrrd")
     with pytest.raises(ValueError, match="unknown volume format"):
         write_volume(hu_volume, tmp_path / "x.png")
+
+
+def test_an_rt_dose_grid_says_what_it_is():
+    dose = read_volume(pydicom_file("rtdose.dcm"))
+    assert dose.metadata["modality"] == "RTDOSE" and dose.metadata["units"] == "RELATIVE"  # its DoseUnits
+    ct = read_volume(pydicom_file("dicomdirtests", "98892001", "CT5N"))
+    assert ct.metadata["modality"] == "CT" and ct.metadata["units"] == "HU"
