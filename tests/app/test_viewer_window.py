@@ -405,3 +405,15 @@ def test_volume_tab_histogram_shows_and_sets_the_window(studio):
     assert tuple(studio.axial.image.levels) == pytest.approx((-200.0, 200.0))
     text = studio.info_panel.label.text()
     assert "Modality" in text and "Seed" in text and "modality" not in text  # names, not raw keys
+
+
+def test_an_rt_dose_grid_opens_as_dose_not_ct(studio):
+    assert studio.open_path(DCM_DATA / "rtdose.dcm")
+    state = studio.state
+    assert not state.is_ct and state.value_unit == "RELATIVE"
+    arr = state.volume.array
+    lo, hi = studio.axial.image.levels
+    assert arr.min() <= lo < hi <= arr.max() + 1  # its own automatic window, not W 350 / L 50
+    c = state.cursor_canonical()
+    studio._show_probe(state.probe(c))
+    assert "RELATIVE =" in studio.probe_label.text() and "HU" not in studio.probe_label.text()
