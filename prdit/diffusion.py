@@ -29,6 +29,8 @@ import torch
 
 Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Generators = torch.Generator | Sequence[torch.Generator] | None
+#: ``constraint(x, t, generators) -> x``: guided sampling's correction of the state at step ``t``
+Constraint = Callable[[torch.Tensor, int, "Generators"], torch.Tensor]
 
 DEFAULT_TIMESTEPS = 1000
 DEFAULT_NOISE_SCALE = 0.5
@@ -191,6 +193,7 @@ class IaNDiffusion:
         device: torch.device | str | None,
         dtype: torch.dtype,
         return_xt: bool,
+        constraint: Constraint | None = None,
     ) -> Iterator[Step]:
         # Validate eagerly (errors at the call, not at the first next()), then hand out the loop.
         shape = _check_shape(shape)
@@ -199,7 +202,7 @@ class IaNDiffusion:
         device = torch.device(device) if device is not None else _model_device(model)
         gens = _check_generators(generator, shape[0])
         ts = self.respace(steps)
-        return self._loop(model, shape, ts, int(k), gens, device, dtype, return_xt)
+        return self._loop(model, shape, ts, int(k), gens, device, dtype, return_xt, constraint)
 
     def _loop(
         self,
@@ -211,11 +214,16 @@ class IaNDiffusion:
         device: torch.device,
         dtype: torch.dtype,
         return_xt: bool,
+        constraint: Constraint | None = None,
     ) -> Iterator[Step]:
         total = len(ts)
         b, c = shape[:2]
         x = self.noise_scale * _randn(shape, gens, device, dtype)  # x_T = sigma_n * eps
+        if constraint is not None:  # guided sampling: the state agrees with what is known
+            x = constraint(x, ts[0], gens)
         for i, t in enumerate(ts):
+            if i == total - 1 and t == 0 and total > 1 and constraint is not None:
+                x = constraint(x, 0, gens)
             if i == total - 1 and t == 0 and total > 1:
                 # At t = 0 the forward process is the identity (x_0 = x0), so the state the walk has
                 # reached *is* the sample. Passing it through the model once more would only re-encode
@@ -230,10 +238,11 @@ class IaNDiffusion:
                 n_hat, x0_hat = self.split_prediction(out, c, shape)
                 n_hat, x0_hat = n_hat.to(dtype), x0_hat.to(dtype)
             del out
+            shown = constraint(x0_hat, 0, gens) if constraint is not None else x0_hat
             if i == total - 1:  # steps == 1: the single-shot posterior mean from pure noise
-                yield Step(i, total, t, x0_hat, x if return_xt else None, sample=x0_hat)
+                yield Step(i, total, t, shown, x if return_xt else None, sample=shown)
                 return
-            yield Step(i, total, t, x0_hat, x if return_xt else None)
+            yield Step(i, total, t, shown, x if return_xt else None)
             beta_t = self.angle(float(t))
             g = self.tangent(t, n_hat, x0_hat)
             del n_hat
@@ -252,6 +261,8 @@ class IaNDiffusion:
                 # where t - k would pass the end of the schedule.
                 x = x + (beta_t - self.angle(float(ts[i + 1]))) * g
             del g
+            if constraint is not None:
+                x = constraint(x, ts[i + 1], gens)
 
     def sample_cold(
         self,
@@ -281,6 +292,29 @@ class IaNDiffusion:
     ) -> Iterator[Step]:
         """Predictor-corrector sampler with multiplier ``k`` (paper's best: 2; ``k = 1`` is cold)."""
         return self._walk(model, shape, steps, k, generator, device, dtype, return_xt)
+
+
+    def sample_guided(
+        self,
+        model: Model,
+        shape: Sequence[int],
+        constraint: Constraint,
+        sampler: str = "hot",
+        steps: int = 250,
+        k: int = 2,
+        *,
+        generator: Generators = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+        return_xt: bool = False,
+    ) -> Iterator[Step]:
+        """The hot or cold sampler with ``constraint(x, t, generators) -> x`` applied to the state
+        after every update (and to each shown ``x0_hat`` at ``t = 0``): the seam guided samplers
+        (in-fill, super-resolution: :mod:`prdit.editing`) use, same ``Step`` contract."""
+        if sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+        k = 1 if sampler == "cold" else k
+        return self._walk(model, shape, steps, k, generator, device, dtype, return_xt, constraint)
 
 
 _DEFAULT = IaNDiffusion()

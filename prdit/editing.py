@@ -1,0 +1,77 @@
+"""Editing with the model: regenerate a masked region of a volume so that it fits what is around it.
+
+In-fill by replacement (RePaint, Lugmayr et al. 2022, without its resampling jumps): at every
+sampler step the known voxels of the state are replaced by the known volume taken to the same
+noise level, ``x_t = cos(b_t) x0 + sin(b_t) sigma_n eps`` with fresh noise, while the masked voxels
+follow the sampler. The model therefore denoises a state whose known part is statistically what it
+was trained on, and the generated part is pulled toward agreement with it; the final sample equals
+the known volume exactly outside the mask. It runs on the hot and the cold sampler through
+:meth:`prdit.diffusion.IaNDiffusion.sample_guided`, so it streams ``Step`` events, stops on cancel
+and keeps one state in memory like plain sampling.
+
+Not yet here (issue 21): super-resolution, the ``prdit edit`` command, the studio's region tool and
+the seam benchmark.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import torch
+
+from prdit.diffusion import Generators, IaNDiffusion, Step, _randn
+
+
+def infill_constraint(known: torch.Tensor, mask: torch.Tensor, diffusion: IaNDiffusion):
+    """``constraint(x, t, generators)``: ``x`` inside ``mask``, the noised ``known`` outside it."""
+    if known.shape != mask.shape:
+        raise ValueError(f"in-fill: known volume {tuple(known.shape)} and mask {tuple(mask.shape)} differ")
+    region = mask.to(torch.bool)
+
+    def apply(x: torch.Tensor, t: int, gens: Generators) -> torch.Tensor:
+        beta = diffusion.angle(float(t))
+        if t == 0 or math.sin(beta) == 0.0:
+            noisy = known.to(x.dtype)
+        else:
+            eps = _randn(tuple(x.shape), gens, x.device, x.dtype)
+            noisy = math.cos(beta) * known.to(x.dtype) + math.sin(beta) * diffusion.noise_scale * eps
+        return torch.where(region.to(x.device), x, noisy)
+
+    return apply
+
+
+def sample_infill(
+    model: torch.nn.Module,
+    known: torch.Tensor,
+    mask: torch.Tensor,
+    sampler: str = "hot",
+    steps: int = 50,
+    k: int = 2,
+    *,
+    generator: Generators = None,
+    device: torch.device | str | None = None,
+    diffusion: IaNDiffusion | None = None,
+    return_xt: bool = False,
+) -> Iterator[Step]:
+    """Regenerate ``mask`` (True: make anew) of ``known`` (``[B, 1, S, S, S]`` in the model's
+    [-1, 1] scale, on the model's grid); yields the sampler's ``Step`` events, ``x0_hat`` shown
+    with the known voxels in place. ``step.sample`` on the last equals ``known`` outside the mask."""
+    diffusion = diffusion or IaNDiffusion()
+    if known.ndim != 5 or known.shape[1] != 1:
+        raise ValueError(f"in-fill: the known volume must be [B, 1, S, S, S], got {tuple(known.shape)}")
+    if not bool(mask.any()):
+        raise ValueError("in-fill: the mask is empty; there is nothing to regenerate")
+    device = torch.device(device) if device is not None else known.device
+    constraint = infill_constraint(known.to(device), mask.to(device), diffusion)
+    return diffusion.sample_guided(
+        model,
+        tuple(known.shape),
+        constraint,
+        sampler,
+        steps,
+        k,
+        generator=generator,
+        device=device,
+        return_xt=return_xt,
+    )
