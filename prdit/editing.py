@@ -9,8 +9,11 @@ the known volume exactly outside the mask. It runs on the hot and the cold sampl
 :meth:`prdit.diffusion.IaNDiffusion.sample_guided`, so it streams ``Step`` events, stops on cancel
 and keeps one state in memory like plain sampling.
 
-Not yet here (issue 21): super-resolution, the ``prdit edit`` command, the studio's region tool and
-the seam benchmark.
+Any input is brought to the model's grid (its voxel size, ``input_size^3`` centred on the input),
+edited there, and the regenerated region written back onto the input's own grid: voxels outside the
+mask keep their original values exactly (``prdit edit infill``).
+
+Not yet here (issue 21): super-resolution, the studio's region tool and the seam benchmark.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 
 from prdit.diffusion import Generators, IaNDiffusion, Step, _randn
+from prdit.volume import Volume
 
 
 def infill_constraint(known: torch.Tensor, mask: torch.Tensor, diffusion: IaNDiffusion):
@@ -75,3 +80,37 @@ def sample_infill(
         device=device,
         return_xt=return_xt,
     )
+
+
+# ---------------------------------------------------------------------------------------------- grids
+def model_grid_like(volume: Volume, size: int, spacing: tuple[float, float, float]) -> Volume:
+    """An empty ``size^3`` volume at the model's ``spacing``, axis-aligned (LPS), centred where
+    ``volume`` is centred: the grid a volume is brought to for editing."""
+    spacing_arr = np.asarray(spacing, dtype=np.float64)
+    origin = np.asarray(volume.center_lps()) - (size - 1) / 2.0 * spacing_arr
+    return Volume(np.zeros((size, size, size), np.float32), tuple(spacing_arr), tuple(origin), np.eye(3))
+
+
+def resample_onto(
+    source: Volume, target: Volume, *, nearest: bool = False, fill: float = -1000.0
+) -> np.ndarray:
+    """``source``'s values on ``target``'s voxels (linear, or nearest for labels), ``fill`` outside."""
+    import SimpleITK as sitk
+
+    resampled = sitk.Resample(
+        source.to_sitk(),
+        target.to_sitk(),
+        sitk.Transform(),
+        sitk.sitkNearestNeighbor if nearest else sitk.sitkLinear,
+        float(fill),
+        sitk.sitkFloat32,
+    )
+    return sitk.GetArrayFromImage(resampled).astype(np.float32)
+
+
+def box_mask(volume: Volume, low_lps: np.ndarray, high_lps: np.ndarray) -> np.ndarray:
+    """``[k, j, i]`` booleans: voxels of ``volume`` whose centres lie in the LPS box ``[low, high]``."""
+    low, high = np.minimum(low_lps, high_lps), np.maximum(low_lps, high_lps)
+    k, j, i = np.indices(volume.shape)
+    centres = volume.index_to_lps(np.stack([i, j, k], axis=-1).reshape(-1, 3)).reshape(*volume.shape, 3)
+    return np.all((centres >= low) & (centres <= high), axis=-1)

@@ -24,6 +24,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("export-dicom", "export_dicom", "export a volume as a synthetic CT DICOM series"),
     ("export-model", "export_model", "write a single-file inference model (.safetensors) from a checkpoint"),
     ("info", "info", "describe a volume file, DICOM folder or checkpoint"),
+    ("edit", "edit", "edit a volume with a model: regenerate a region (infill)"),
 ]
 
 

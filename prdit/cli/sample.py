@@ -90,7 +90,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def resolve_checkpoint_arg(arg: str | None) -> Path:
+def resolve_checkpoint_arg(arg: str | None, who: str = "prdit sample") -> Path:
     """:func:`prdit.paths.resolve_model_arg` for the CLI: says when it falls back to the default."""
     from prdit.cli import CliError
     from prdit.paths import NoSuchModelError, resolve_model_arg
@@ -100,7 +100,7 @@ def resolve_checkpoint_arg(arg: str | None) -> Path:
     except NoSuchModelError as exc:
         raise CliError(str(exc)) from None
     if arg is None:
-        print(f"prdit sample: no checkpoint given; using the bundled default model {found}")
+        print(f"{who}: no checkpoint given; using the bundled default model {found}")
     return found
 
 

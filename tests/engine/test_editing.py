@@ -63,3 +63,65 @@ def test_infill_is_seeded_and_refuses_an_empty_mask(model_and_known):
     assert torch.equal(run(3), run(3)) and not torch.equal(run(3), run(4))
     with pytest.raises(ValueError, match="mask is empty"):
         sample_infill(model, known, torch.zeros_like(mask), "hot", 6)
+
+
+def test_prdit_edit_infill_writes_back_only_the_region(tmp_path, capsys):
+    import json
+
+    import nibabel as nib
+    import numpy as np
+
+    from prdit.cli import main
+    from prdit.data.io import write_nifti
+
+    phantom = generate_phantom(7, 48)  # another grid than the model's (48^3 at 7.3 mm vs 32^3 at 11 mm)
+    src = tmp_path / "ct.nii.gz"
+    write_nifti(phantom, src)
+    argv = [
+        "edit",
+        "infill",
+        str(src),
+        "--box",
+        "-40",
+        "-40",
+        "-40",
+        "40",
+        "40",
+        "40",
+        "--model",
+        "fast-32",
+        "--steps",
+        "8",
+        "--out",
+        str(tmp_path / "e"),
+        "--threads",
+        "1",
+    ]
+    assert main(argv) == 0
+    before = np.asarray(nib.load(src).dataobj, dtype=np.float32)
+    after = np.asarray(nib.load(tmp_path / "e" / "edited.nii.gz").dataobj, dtype=np.float32)
+    side = json.loads((tmp_path / "e" / "edited.json").read_text())
+    changed = before != after
+    assert 0 < changed.sum() <= side["edit"]["synthetic_voxels"] < before.size  # only inside the region
+    assert side["edit"]["kind"] == "infill" and side["checkpoint"] == "fast-32.safetensors"
+    # a region that misses the volume is a clear error, and nothing is written
+    assert (
+        main(
+            [
+                "edit",
+                "infill",
+                str(src),
+                "--box",
+                "900",
+                "900",
+                "900",
+                "950",
+                "950",
+                "950",
+                "--out",
+                str(tmp_path / "f"),
+            ]
+        )
+        == 2
+    )
+    assert "covers no voxel" in capsys.readouterr().err and not (tmp_path / "f" / "edited.nii.gz").exists()
