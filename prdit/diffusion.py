@@ -293,7 +293,6 @@ class IaNDiffusion:
         """Predictor-corrector sampler with multiplier ``k`` (paper's best: 2; ``k = 1`` is cold)."""
         return self._walk(model, shape, steps, k, generator, device, dtype, return_xt)
 
-
     def sample_guided(
         self,
         model: Model,

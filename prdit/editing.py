@@ -13,7 +13,11 @@ Any input is brought to the model's grid (its voxel size, ``input_size^3`` centr
 edited there, and the regenerated region written back onto the input's own grid: voxels outside the
 mask keep their original values exactly (``prdit edit infill``).
 
-Not yet here (issue 21): super-resolution, the studio's region tool and the seam benchmark.
+Super-resolution (:func:`sample_superres`) uses the same seam: the state's block averages are
+replaced by the low-resolution measurement taken to each step's noise level, so the sample agrees
+with the measurement after downsampling and the detail inside each block comes from the model.
+
+Not yet here (issue 21): ``prdit edit superres``, the studio's region tool and the seam benchmark.
 """
 
 from __future__ import annotations
@@ -79,6 +83,62 @@ def sample_infill(
         generator=generator,
         device=device,
         return_xt=return_xt,
+    )
+
+
+def superres_constraint(low: torch.Tensor, factor: int, diffusion: IaNDiffusion):
+    """``constraint(x, t, generators)``: the state's ``factor``-block averages replaced by the
+    measurement ``low`` taken to the same noise level. With ``D`` the block average and ``U`` its
+    nearest upsampling (``D U = I``): ``x <- x - U D x + U y_t``, ``y_t = cos(b) low + sin(b) sigma_n
+    D eps``, so at ``t = 0`` the sample's block averages equal ``low`` exactly and the detail inside
+    each block is the model's."""
+    f = int(factor)
+    if f < 2:
+        raise ValueError(f"super-resolution: factor must be >= 2, got {factor}")
+
+    def down(x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.avg_pool3d(x, f)
+
+    def up(x: torch.Tensor) -> torch.Tensor:
+        return x.repeat_interleave(f, 2).repeat_interleave(f, 3).repeat_interleave(f, 4)
+
+    def apply(x: torch.Tensor, t: int, gens: Generators) -> torch.Tensor:
+        beta = diffusion.angle(float(t))
+        target = low.to(x.device, x.dtype)
+        if t != 0 and math.sin(beta) != 0.0:
+            eps = _randn(tuple(x.shape), gens, x.device, x.dtype)
+            target = math.cos(beta) * target + math.sin(beta) * diffusion.noise_scale * down(eps)
+        return x - up(down(x)) + up(target)
+
+    return apply
+
+
+def sample_superres(
+    model: torch.nn.Module,
+    low: torch.Tensor,
+    factor: int = 2,
+    sampler: str = "hot",
+    steps: int = 50,
+    k: int = 2,
+    *,
+    generator: Generators = None,
+    device: torch.device | str | None = None,
+    diffusion: IaNDiffusion | None = None,
+    return_xt: bool = False,
+) -> Iterator[Step]:
+    """A ``factor``-times finer volume whose ``factor``-block averages equal ``low``
+    (``[B, 1, s, s, s]`` in the model's [-1, 1] scale, ``s * factor`` = the model's size); yields
+    the sampler's ``Step`` events like :func:`sample_infill`."""
+    diffusion = diffusion or IaNDiffusion()
+    if low.ndim != 5 or low.shape[1] != 1:
+        raise ValueError(
+            f"super-resolution: the low-resolution volume must be [B, 1, s, s, s], got {tuple(low.shape)}"
+        )
+    device = torch.device(device) if device is not None else low.device
+    shape = (low.shape[0], 1, *(int(n) * int(factor) for n in low.shape[2:]))
+    constraint = superres_constraint(low.to(device), factor, diffusion)
+    return diffusion.sample_guided(
+        model, shape, constraint, sampler, steps, k, generator=generator, device=device, return_xt=return_xt
     )
 
 
