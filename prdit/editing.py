@@ -17,19 +17,28 @@ Super-resolution (:func:`sample_superres`) uses the same seam: the state's block
 replaced by the low-resolution measurement taken to each step's noise level, so the sample agrees
 with the measurement after downsampling and the detail inside each block comes from the model.
 
-Not yet here (issue 21): ``prdit edit superres``, the studio's region tool and the seam benchmark.
+The grid handling lives here once, in two jobs that ``prdit edit`` and the studio's Edit panel
+share: :func:`prepare_infill` (a volume and a boolean region on its grid) and
+:func:`prepare_superres` (a low-resolution volume); each gives the tensors the guided sampler needs
+and turns its result back into HU volumes with geometry.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from prdit.diffusion import Generators, IaNDiffusion, Step, _randn
+from prdit.model_info import ModelInfo
 from prdit.volume import Volume
+
+
+class EditError(ValueError):
+    """An edit that cannot be made as asked; the message names the setting and what is wrong."""
 
 
 def infill_constraint(known: torch.Tensor, mask: torch.Tensor, diffusion: IaNDiffusion):
@@ -62,6 +71,7 @@ def sample_infill(
     device: torch.device | str | None = None,
     diffusion: IaNDiffusion | None = None,
     return_xt: bool = False,
+    end: str = "sample",
 ) -> Iterator[Step]:
     """Regenerate ``mask`` (True: make anew) of ``known`` (``[B, 1, S, S, S]`` in the model's
     [-1, 1] scale, on the model's grid); yields the sampler's ``Step`` events, ``x0_hat`` shown
@@ -73,17 +83,50 @@ def sample_infill(
         raise ValueError("in-fill: the mask is empty; there is nothing to regenerate")
     device = torch.device(device) if device is not None else known.device
     constraint = infill_constraint(known.to(device), mask.to(device), diffusion)
-    return diffusion.sample_guided(
-        model,
-        tuple(known.shape),
-        constraint,
-        sampler,
-        steps,
-        k,
-        generator=generator,
-        device=device,
-        return_xt=return_xt,
+    return with_end(
+        end,
+        diffusion.sample_guided(
+            model,
+            tuple(known.shape),
+            constraint,
+            sampler,
+            steps,
+            k,
+            generator=generator,
+            device=device,
+            return_xt=return_xt,
+        ),
     )
+
+
+ENDS = ("sample", "denoised")
+
+
+def with_end(end: str, steps: Iterator[Step]) -> Iterator[Step]:
+    """The guided walk with the chosen last volume.
+
+    ``"sample"``: the state reached at ``t = 0`` (a draw from the model, with its texture).
+    ``"denoised"``: the last network evaluation's clean estimate, constraint applied (the state at
+    the last ``t > 0`` denoised): an estimate of the posterior mean near the end of the walk, which
+    scores higher on fidelity measures (PSNR, SSIM) and is smoother; measured in docs/editing.md.
+    Same events, same count; only the final one's ``x0_hat``/``sample`` differ.
+    """
+    if end not in ENDS:
+        raise ValueError(f"end must be one of {ENDS}, got {end!r}")
+    if end == "sample":
+        yield from steps
+        return
+    previous: torch.Tensor | None = None
+    try:
+        for step in steps:
+            if step.sample is not None and previous is not None and step.t == 0:
+                step = Step(step.index, step.total, step.t, previous, step.x_t, sample=previous)
+            previous = step.x0_hat
+            yield step
+    finally:
+        close = getattr(steps, "close", None)
+        if close is not None:
+            close()
 
 
 def superres_constraint(low: torch.Tensor, factor: int, diffusion: IaNDiffusion):
@@ -125,6 +168,7 @@ def sample_superres(
     device: torch.device | str | None = None,
     diffusion: IaNDiffusion | None = None,
     return_xt: bool = False,
+    end: str = "sample",
 ) -> Iterator[Step]:
     """A ``factor``-times finer volume whose ``factor``-block averages equal ``low``
     (``[B, 1, s, s, s]`` in the model's [-1, 1] scale, ``s * factor`` = the model's size); yields
@@ -137,8 +181,19 @@ def sample_superres(
     device = torch.device(device) if device is not None else low.device
     shape = (low.shape[0], 1, *(int(n) * int(factor) for n in low.shape[2:]))
     constraint = superres_constraint(low.to(device), factor, diffusion)
-    return diffusion.sample_guided(
-        model, shape, constraint, sampler, steps, k, generator=generator, device=device, return_xt=return_xt
+    return with_end(
+        end,
+        diffusion.sample_guided(
+            model,
+            shape,
+            constraint,
+            sampler,
+            steps,
+            k,
+            generator=generator,
+            device=device,
+            return_xt=return_xt,
+        ),
     )
 
 
@@ -174,3 +229,125 @@ def box_mask(volume: Volume, low_lps: np.ndarray, high_lps: np.ndarray) -> np.nd
     k, j, i = np.indices(volume.shape)
     centres = volume.index_to_lps(np.stack([i, j, k], axis=-1).reshape(-1, 3)).reshape(*volume.shape, 3)
     return np.all((centres >= low) & (centres <= high), axis=-1)
+
+
+def ellipsoid_mask(volume: Volume, low_lps: np.ndarray, high_lps: np.ndarray) -> np.ndarray:
+    """``[k, j, i]`` booleans: voxels of ``volume`` whose centres lie in the ellipsoid inscribed in
+    the LPS box ``[low, high]`` (a sphere when the box is a cube)."""
+    low, high = np.minimum(low_lps, high_lps), np.maximum(low_lps, high_lps)
+    centre, radius = (low + high) / 2.0, np.maximum((high - low) / 2.0, 1e-9)
+    k, j, i = np.indices(volume.shape)
+    centres = volume.index_to_lps(np.stack([i, j, k], axis=-1).reshape(-1, 3)).reshape(*volume.shape, 3)
+    return np.sum(((centres - centre) / radius) ** 2, axis=-1) <= 1.0
+
+
+# ---------------------------------------------------------------------------------------------- jobs
+def hu_on_grid(grid: Volume, info: ModelInfo, result: torch.Tensor | np.ndarray) -> Volume:
+    """A sampler result in the model's scale (``[S, S, S]`` or ``[1, 1, S, S, S]``) as HU on ``grid``."""
+    arr = np.asarray(result.detach().cpu() if isinstance(result, torch.Tensor) else result, np.float32)
+    return grid.with_array(info.hu_window.to_hu(arr.reshape(grid.shape)).astype(np.float32))
+
+
+@dataclass
+class InfillJob:
+    """Regenerating ``region`` of ``volume``: the tensors on the model's grid and the way back."""
+
+    volume: Volume  # the input, HU, its own grid
+    region: np.ndarray  # [k, j, i] booleans on the input's grid: True = synthetic
+    grid: Volume  # the model's grid (empty), centred on the input
+    known: torch.Tensor  # [1, 1, S, S, S], the input on the model's grid, model scale
+    mask: torch.Tensor  # [1, 1, S, S, S] booleans on the model's grid
+    info: ModelInfo
+
+    def steps(self, model: torch.nn.Module, sampler: str, steps: int, k: int, **kwargs) -> Iterator[Step]:
+        """The guided sampler's ``Step`` events (keyword arguments as :func:`sample_infill`)."""
+        return sample_infill(model, self.known, self.mask, sampler, steps, k, **kwargs)
+
+    def on_model_grid(self, result: torch.Tensor | np.ndarray) -> Volume:
+        """A result (model scale) as an HU volume on the model's grid."""
+        return hu_on_grid(self.grid, self.info, result)
+
+    def write_back(self, result: torch.Tensor | np.ndarray) -> np.ndarray:
+        """The edited volume on the input's grid, in HU: the region from ``result`` (resampled
+        linearly), every other voxel the input's own value, bit for bit."""
+        back = resample_onto(self.on_model_grid(result), self.volume)
+        original = np.asarray(self.volume.array, dtype=np.float32)
+        return np.where(self.region, back, original).astype(np.float32)
+
+    def describe(self) -> dict:
+        """What the sidecar records about the region."""
+        return {"synthetic_voxels": int(self.region.sum()), "total_voxels": int(self.region.size)}
+
+
+def prepare_infill(volume: Volume, region: np.ndarray, info: ModelInfo) -> InfillJob:
+    """An :class:`InfillJob`; :class:`EditError` when the region is empty or too small for the model."""
+    region = np.asarray(region, dtype=bool)
+    if region.shape != volume.shape:
+        raise EditError(f"the region's shape {region.shape} is not the volume's {volume.shape}")
+    if not region.any():
+        raise EditError("the region covers no voxel of the volume; draw or choose a larger one")
+    grid = model_grid_like(volume, info.input_size, info.spacing)
+    hu = resample_onto(volume, grid)
+    as_float = volume.with_array(region.astype(np.float32))
+    region_grid = resample_onto(as_float, grid, nearest=True, fill=0.0) > 0.5
+    if not region_grid.any():
+        raise EditError(
+            "the region is smaller than one voxel of the model's grid "
+            f"({info.spacing[0]:.1f} mm); make it larger"
+        )
+    if region_grid.all():
+        raise EditError("the region covers the whole field of the model: nothing is left to fit it to")
+    known = torch.as_tensor(info.hu_window.to_unit(hu))[None, None].float()
+    return InfillJob(volume, region, grid, known, torch.as_tensor(region_grid)[None, None], info)
+
+
+@dataclass
+class SuperresJob:
+    """Super-resolving ``volume`` by ``factor``: the measurement at ``factor`` times the model's
+    voxel size and the model's grid the result lands on (both centred on the input)."""
+
+    volume: Volume
+    factor: int
+    low_grid: Volume  # the measurement's grid, with ``low`` as its array (HU)
+    grid: Volume  # the model's grid (empty): the result's geometry
+    low: torch.Tensor  # [1, 1, s, s, s], model scale
+    info: ModelInfo
+
+    def steps(self, model: torch.nn.Module, sampler: str, steps: int, k: int, **kwargs) -> Iterator[Step]:
+        return sample_superres(model, self.low, self.factor, sampler, steps, k, **kwargs)
+
+    def on_model_grid(self, result: torch.Tensor | np.ndarray) -> Volume:
+        """A result (model scale) as an HU volume on the model's grid."""
+        return hu_on_grid(self.grid, self.info, result)
+
+    def trilinear(self) -> Volume:
+        """The measurement upsampled trilinearly onto the model's grid: the baseline to beat."""
+        return self.grid.with_array(resample_onto(self.low_grid, self.grid))
+
+    def describe(self) -> dict:
+        return {
+            "factor": self.factor,
+            "measurement_size": list(self.low_grid.shape),
+            "measurement_spacing_mm": [round(float(v), 4) for v in self.low_grid.spacing],
+        }
+
+
+def prepare_superres(volume: Volume, info: ModelInfo, factor: int = 2) -> SuperresJob:
+    """A :class:`SuperresJob`. The measurement is the input on a grid ``factor`` times coarser
+    than the model's: resampled linearly when the input is about that coarse already, else the
+    block average of the input on the model's grid (what a coarser scanner voxel would record)."""
+    factor = int(factor)
+    size = info.input_size
+    if factor not in (2, 4) or size % factor:
+        raise EditError(f"--factor must be 2 or 4 and divide the model's size {size}, got {factor}")
+    grid = model_grid_like(volume, size, info.spacing)
+    coarse = tuple(float(s) * factor for s in info.spacing)
+    low_grid = model_grid_like(volume, size // factor, coarse)
+    if min(volume.spacing) >= 0.75 * min(coarse):
+        low_hu = resample_onto(volume, low_grid)
+    else:
+        fine = torch.as_tensor(resample_onto(volume, grid))[None, None]
+        low_hu = torch.nn.functional.avg_pool3d(fine, factor)[0, 0].numpy()
+    low_grid = low_grid.with_array(low_hu.astype(np.float32))
+    low = torch.as_tensor(info.hu_window.to_unit(low_hu))[None, None].float()
+    return SuperresJob(volume, factor, low_grid, grid, low, info)

@@ -153,6 +153,7 @@ def _output_dirs(items: list[_Item], output: Path) -> list[Path]:
 def run(args: argparse.Namespace) -> int:
     from prdit.data.io import read_volume
     from prdit.export.dicom import StudyContext, check_output_folder, write_ct_series
+    from prdit.export.provenance import series_description
     from prdit.export.uids import normalize_uid_root
 
     items = collect_inputs(args.inputs)
@@ -193,9 +194,7 @@ def run(args: argparse.Namespace) -> int:
             )
         description = args.series_description
         if description is None:
-            description = "SYNTHETIC CT (PRDiT)"
-            if provenance is not None and provenance.seed is not None:
-                description += f" seed {provenance.seed}"
+            description = series_description(provenance)
         try:
             written = write_ct_series(
                 volume,

@@ -30,6 +30,7 @@ class Provenance:
     k: int | None = None
     software_version: str | None = None
     checkpoint: str | None = None  # file name only: a full path would leak the user's folders
+    edit: str | None = None  # an edited volume: what was synthesised (edit_summary); None: all of it
 
     def __post_init__(self) -> None:
         if self.checkpoint_sha256 is not None:
@@ -92,6 +93,7 @@ class Provenance:
                 k=integer("k"),
                 software_version=text("software_version"),
                 checkpoint=text("checkpoint"),
+                edit=edit_summary(data.get("edit"), source),
             )
         except ValueError as exc:
             if str(exc).startswith(source):
@@ -135,6 +137,38 @@ class Provenance:
             ("steps", self.steps),
             ("k", self.k),
             ("software", None if self.software_version is None else f"prdit {self.software_version}"),
+            ("edit", self.edit),
         )
         parts = [f"{name}={value}" for name, value in fields if value is not None]
         return "; ".join(parts) if parts else "provenance unknown"
+
+
+def edit_summary(edit: Any, source: str = "sidecar") -> str | None:
+    """One line from a sidecar's ``edit`` record (``prdit edit``, the studio's Edit panel):
+    ``in-fill: 4096 of 262144 voxels synthetic, the rest acquired`` or ``2x super-resolution of a
+    32x32x32 measurement``; None for a plain sample."""
+    if edit is None:
+        return None
+    if not isinstance(edit, dict) or "kind" not in edit:
+        raise ValueError(f"{source}: 'edit' must be an object with a 'kind', got {edit!r}")
+    kind = str(edit["kind"])
+    if kind == "infill":
+        n, total = edit.get("synthetic_voxels"), edit.get("total_voxels")
+        return f"in-fill: {n} of {total} voxels synthetic, the rest from the input"
+    if kind == "superres":
+        size = "x".join(str(v) for v in edit.get("measurement_size", [])) or "?"
+        return f"{edit.get('factor', '?')}x super-resolution of a {size} measurement"
+    return kind
+
+
+def series_description(provenance: Provenance | None) -> str:
+    """The default DICOM SeriesDescription for a volume with this provenance (the CLI's export and
+    the studio's say the same): says SYNTHETIC first, and for an edited volume how it was made."""
+    if provenance is None:
+        return "SYNTHETIC CT (PRDiT)"
+    seed = f" seed {provenance.seed}" if provenance.seed is not None else ""
+    if provenance.edit and provenance.edit.startswith("in-fill"):
+        return f"SYNTHETIC REGION: CT in-filled by PRDiT{seed}"
+    if provenance.edit and "super-resolution" in provenance.edit:
+        return f"SYNTHETIC CT (PRDiT super-resolution){seed}"
+    return f"SYNTHETIC CT (PRDiT){seed}"

@@ -49,7 +49,7 @@ def provenance_dict(volume: Volume) -> dict[str, Any] | None:
     import prdit
 
     keys = ("seed", "sampler", "steps", "k", "model_name", "checkpoint", "checkpoint_sha256",
-            "input_size", "hu_window")  # fmt: skip
+            "input_size", "hu_window", "edit")  # fmt: skip
     out = {key: meta.get(key) for key in keys if meta.get(key) is not None}
     out["software_version"] = prdit.__version__
     if meta.get("generated"):
@@ -61,6 +61,10 @@ def default_series_description(volume: Volume | None) -> str:
     meta = volume.metadata if volume is not None else {}
     if not meta.get("model_name"):
         return "PRDiT export"
+    if meta.get("edit"):  # an edited volume: the engine's wording (prdit export-dicom says the same)
+        from prdit.export.provenance import Provenance, series_description
+
+        return series_description(Provenance.from_sidecar(provenance_dict(volume) or {}))[:60]
     text = f"{meta['model_name']} seed {meta.get('seed')}"
     shown = str(meta.get("generated") or "")
     if shown and not meta.get("final", True):

@@ -104,6 +104,15 @@ def test_prdit_edit_infill_writes_back_only_the_region(tmp_path, capsys):
     changed = before != after
     assert 0 < changed.sum() <= side["edit"]["synthetic_voxels"] < before.size  # only inside the region
     assert side["edit"]["kind"] == "infill" and side["checkpoint"] == "fast-32.safetensors"
+    # the DICOM export says the series is partly synthetic and how
+    import pydicom
+
+    assert main(["export-dicom", str(tmp_path / "e" / "edited.nii.gz"), str(tmp_path / "d")]) == 0
+    first = pydicom.dcmread(next((tmp_path / "d").rglob("*.dcm")))
+    assert first.SeriesDescription.startswith("SYNTHETIC REGION")
+    assert "in-fill" in first.DerivationDescription and str(side["edit"]["synthetic_voxels"]) in (
+        first.DerivationDescription
+    )
     # a region that misses the volume is a clear error, and nothing is written
     assert (
         main(
@@ -151,3 +160,60 @@ def test_superres_agrees_with_the_measurement_and_adds_detail(model_and_known):
     assert float((out - blocky).abs().mean()) > 1e-3  # detail inside the blocks, not just upsampling
     # closer to the true fine volume than the blocky upsampling is
     assert float((out - known).abs().mean()) < 1.5 * float((blocky - known).abs().mean())
+
+
+def test_prdit_edit_superres_writes_a_finer_volume_that_averages_back_to_the_input(tmp_path, capsys):
+    import json
+
+    import numpy as np
+
+    from prdit.cli import main
+    from prdit.data.io import read_volume, write_nifti
+    from prdit.editing import model_grid_like, resample_onto
+
+    _model, info = load_for_inference(bundled_model("fast-32"))
+    truth = generate_phantom(11, 32)  # the model's grid (32^3 at 10.9 mm)
+    low_grid = model_grid_like(truth, 16, tuple(2 * s for s in info.spacing))
+    low = low_grid.with_array(resample_onto(truth, low_grid))  # a 16^3 scan at 21.9 mm
+    src = tmp_path / "low.nii.gz"
+    write_nifti(low, src)
+    argv = ["edit", "superres", str(src), "--model", "fast-32", "--steps", "8", "--threads", "1"]
+    assert main([*argv, "--baseline", "--out", str(tmp_path / "s")]) == 0
+    out = read_volume(tmp_path / "s" / "superres.nii.gz")
+    side = json.loads((tmp_path / "s" / "superres.json").read_text())
+    assert out.shape == (32, 32, 32) and np.allclose(out.spacing, info.spacing, atol=1e-4)
+    assert np.allclose(out.center_lps(), low.center_lps(), atol=1e-3)  # same place in the patient
+    blocks = out.array.reshape(16, 2, 16, 2, 16, 2)
+    pooled = blocks.mean(axis=(1, 3, 5))
+    w = info.hu_window
+    inside = ((blocks > w.low) & (blocks < w.high)).all(axis=(1, 3, 5))  # no voxel clipped to the window
+    assert inside.mean() > 0.3
+    assert np.abs(pooled - low.array)[inside].max() < 0.5  # HU: the measurement, averaged back
+    assert side["edit"]["kind"] == "superres" and side["edit"]["factor"] == 2
+    assert side["edit"]["measurement_size"] == [16, 16, 16]
+    assert (tmp_path / "s" / "trilinear.nii.gz").exists()
+    # a factor the model's size does not allow is named
+    assert main([*argv, "--factor", "4", "--out", str(tmp_path / "t")]) == 0  # 32 / 4 = 8: allowed
+    assert main(["edit", "superres", str(tmp_path / "missing.nii.gz"), "--out", str(tmp_path / "u")]) == 2
+    assert "missing.nii.gz" in capsys.readouterr().err
+
+
+def test_edit_regions_box_and_sphere_in_patient_millimetres():
+    import numpy as np
+
+    from prdit.editing import EditError, box_mask, ellipsoid_mask, prepare_infill
+
+    _model, info = load_for_inference(bundled_model("fast-32"))
+    volume = generate_phantom(5, 32)
+    c = volume.center_lps()
+    box = box_mask(volume, c - 100, c + 100)
+    ball = ellipsoid_mask(volume, c - 100, c + 100)
+    assert ball.sum() < box.sum() and np.all(box[ball])  # the ball sits inside its box
+    ratio = ball.sum() / box.sum()
+    assert abs(ratio - np.pi / 6) < 0.08  # a sphere fills pi/6 of its cube
+    job = prepare_infill(volume, box, info)
+    assert job.mask.sum() == box.sum()  # the model's grid is the volume's here
+    with pytest.raises(EditError, match="covers no voxel"):
+        prepare_infill(volume, np.zeros_like(box), info)
+    with pytest.raises(EditError, match="whole field"):
+        prepare_infill(volume, np.ones_like(box), info)
