@@ -241,6 +241,50 @@ def ellipsoid_mask(volume: Volume, low_lps: np.ndarray, high_lps: np.ndarray) ->
     return np.sum(((centres - centre) / radius) ** 2, axis=-1) <= 1.0
 
 
+@dataclass(frozen=True)
+class EditRegion:
+    """A region to regenerate: an LPS-aligned box, or the ellipsoid inscribed in it (``sphere``).
+
+    In patient millimetres, so it means the same on any grid (the studio's slice views draw it,
+    :meth:`mask_on` turns it into voxels of a volume)."""
+
+    kind: str  # "box" or "sphere"
+    low_lps: tuple[float, float, float]
+    high_lps: tuple[float, float, float]
+
+    KINDS = ("box", "sphere")
+
+    def __post_init__(self) -> None:
+        if self.kind not in self.KINDS:
+            raise EditError(f"region kind must be one of {self.KINDS}, got {self.kind!r}")
+        low = np.minimum(self.low_lps, self.high_lps)
+        high = np.maximum(self.low_lps, self.high_lps)
+        object.__setattr__(self, "low_lps", tuple(float(v) for v in low))
+        object.__setattr__(self, "high_lps", tuple(float(v) for v in high))
+
+    @classmethod
+    def around(cls, kind: str, centre_lps, half_mm) -> EditRegion:
+        centre, half = np.asarray(centre_lps, float), np.abs(np.asarray(half_mm, float))
+        return cls(kind, tuple(centre - half), tuple(centre + half))
+
+    @property
+    def centre_lps(self) -> np.ndarray:
+        return (np.asarray(self.low_lps) + np.asarray(self.high_lps)) / 2.0
+
+    @property
+    def size_mm(self) -> np.ndarray:
+        return np.asarray(self.high_lps) - np.asarray(self.low_lps)
+
+    def mask_on(self, volume: Volume) -> np.ndarray:
+        """``[k, j, i]`` booleans: the voxels of ``volume`` whose centres lie in the region."""
+        low, high = np.asarray(self.low_lps), np.asarray(self.high_lps)
+        return box_mask(volume, low, high) if self.kind == "box" else ellipsoid_mask(volume, low, high)
+
+    def describe(self) -> dict:
+        """What a sidecar records."""
+        return {f"{self.kind}_lps_mm": [list(self.low_lps), list(self.high_lps)]}
+
+
 # ---------------------------------------------------------------------------------------------- jobs
 def hu_on_grid(grid: Volume, info: ModelInfo, result: torch.Tensor | np.ndarray) -> Volume:
     """A sampler result in the model's scale (``[S, S, S]`` or ``[1, 1, S, S, S]``) as HU on ``grid``."""
@@ -268,11 +312,31 @@ class InfillJob:
         return hu_on_grid(self.grid, self.info, result)
 
     def write_back(self, result: torch.Tensor | np.ndarray) -> np.ndarray:
-        """The edited volume on the input's grid, in HU: the region from ``result`` (resampled
-        linearly), every other voxel the input's own value, bit for bit."""
-        back = resample_onto(self.on_model_grid(result), self.volume)
-        original = np.asarray(self.volume.array, dtype=np.float32)
-        return np.where(self.region, back, original).astype(np.float32)
+        """The edited volume on the input's grid, in HU: the region from ``result`` (model scale,
+        resampled linearly), every other voxel the input's own value, bit for bit."""
+        return self.write_back_hu(self.on_model_grid(result).array)
+
+    def write_back_hu(self, grid_hu: np.ndarray, base: np.ndarray | None = None) -> np.ndarray:
+        """``grid_hu`` (HU on the model's grid) written into the region of ``base`` (default: a copy
+        of the input). Only the region's bounding box is resampled, so the studio can do this for
+        every streamed step of a large volume; ``base`` is modified in place when given."""
+        out = np.array(self.volume.array, dtype=np.float32) if base is None else base
+        box = self._bounding_box()
+        corner = self.volume.index_to_lps([box[2].start, box[1].start, box[0].start])
+        crop_shape = tuple(sl.stop - sl.start for sl in box)
+        crop = Volume(
+            np.zeros(crop_shape, np.float32), self.volume.spacing, tuple(corner), self.volume.direction
+        )
+        values = resample_onto(self.grid.with_array(np.asarray(grid_hu, np.float32)), crop)
+        inside = self.region[box]
+        out[box][inside] = values[inside]
+        return out
+
+    def _bounding_box(self) -> tuple[slice, slice, slice]:
+        if getattr(self, "_box", None) is None:
+            idx = np.nonzero(self.region)
+            self._box = tuple(slice(int(a.min()), int(a.max()) + 1) for a in idx)
+        return self._box
 
     def describe(self) -> dict:
         """What the sidecar records about the region."""

@@ -137,6 +137,7 @@ class MainWindow(QMainWindow):
     """PRDiT Studio's main window. ``enable_3d=False`` runs without VTK (no OpenGL at all)."""
 
     volumeOpened = Signal(str)  # the source (path or description) of a volume that opened
+    regionToolChanged = Signal(object)  # the edit-region drawing tool: "box", "sphere" or None
 
     def __init__(
         self,
@@ -620,9 +621,28 @@ class MainWindow(QMainWindow):
             action.setChecked(name == tool)
         for view in (self.axial, self.coronal, self.sagittal):
             view.measure.set_mode(tool)
+            if tool is not None or view.region.drawing_kind is not None:
+                view.region.drawing_kind = None  # one drawing tool at a time
+        self.regionToolChanged.emit(None)
         self.statusBar().showMessage(
             f"Measuring: left-drag draws a {tool}; Escape or the same tool again stops"
             if tool
+            else "Left-drag: window / level",
+            4000,
+        )
+
+    def set_region_tool(self, kind: str | None) -> None:
+        """Left-drag draws the edit region (``box`` or ``sphere``) in every slice view (the Edit
+        panel's Draw button); None: back to window/level. Measuring stops meanwhile."""
+        for action in self.measure_actions.values():
+            action.setChecked(False)
+        for view in (self.axial, self.coronal, self.sagittal):
+            view.measure.set_mode(None)
+            view.region.drawing_kind = kind
+        self.regionToolChanged.emit(kind)
+        self.statusBar().showMessage(
+            f"Edit region: left-drag on a slice draws a {kind}; Escape stops"
+            if kind
             else "Left-drag: window / level",
             4000,
         )

@@ -18,6 +18,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from prdit.data.labels import LabelMap
+from prdit.editing import EditRegion
 from prdit.volume import Volume
 from prdit_app.orientation import CanonicalGrid
 
@@ -103,6 +104,8 @@ class ViewerState(QObject):
     conventionChanged = Signal(str)
     #: the label map, its colours, visibility or opacity changed (or it went away)
     labelsChanged = Signal()
+    #: the region to regenerate (``prdit.editing.EditRegion``, LPS mm) was drawn, moved or cleared
+    editRegionChanged = Signal()
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -121,6 +124,26 @@ class ViewerState(QObject):
         self.labels_canonical: np.ndarray | None = None  # its canonical view, like ``canonical``
         self.label_opacity = 0.4
         self.hidden_labels: set[int] = set()
+        self.edit_region: EditRegion | None = None
+
+    # ------------------------------------------------------------------ edit region
+    def set_edit_region(self, region: EditRegion | None) -> None:
+        """The region the Edit panel regenerates; every view outlines it (in patient mm)."""
+        if region != self.edit_region:
+            self.edit_region = region
+            self.editRegionChanged.emit()
+
+    def edit_region_mm(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The edit region's bounds in display millimetres (canonical axes x, y, z): where the
+        slice and 3D views draw it. Exact for axis-aligned volumes; the enclosing box on an oblique
+        grid. None without a region or a volume."""
+        region, grid = self.edit_region, self.grid
+        if region is None or grid is None:
+            return None
+        lo, hi = np.asarray(region.low_lps), np.asarray(region.high_lps)
+        corners = np.array([[(lo, hi)[b][a] for a, b in enumerate(bits)] for bits in np.ndindex(2, 2, 2)])
+        mm = grid.canonical_to_mm(grid.lps_to_canonical(corners))
+        return mm.min(axis=0), mm.max(axis=0)
 
     # ------------------------------------------------------------------ volume
     @property

@@ -172,6 +172,10 @@ def describe_error(
             f"Sampling ran out of memory ({text.splitlines()[0]}).\n\n"
             f"Try fewer samples (now {n}), a smaller model, or the other device.",
         )
+    from prdit.editing import EditError
+
+    if isinstance(exc, EditError):
+        return ("Cannot edit", text)
     if phase == "load":
         where = request.checkpoint if request is not None and request.checkpoint is not None else "the model"
         return ("Cannot load the model", f"{where}:\n{exc.__class__.__name__}: {text}")

@@ -123,7 +123,20 @@ def install_panels(window) -> list[str]:
         app.trajectoryChanged.connect(panel.refresh)
         return panel
 
-    for title, factory in (("Generate", generate), ("Export", export)):
+    def edit():
+        from PySide6.QtGui import QKeySequence
+
+        from prdit_app.panels.edit import EditPanel
+
+        panel = EditPanel(window.state, app=app, set_region_tool=window.set_region_tool)
+        window.regionToolChanged.connect(lambda kind: kind is None and panel.stop_drawing())
+        window.edit_panel = panel
+        window.act_undo_edit = window._action(
+            "&Undo edit", panel.undo, QKeySequence.StandardKey.Undo, tip="The volume before the last edit"
+        )
+        return panel
+
+    for title, factory in (("Generate", generate), ("Edit", edit), ("Export", export)):
         try:
             window.add_panel(factory(), title)
             installed.append(title)

@@ -38,6 +38,8 @@ class RenderRequest:
     width: int
     height: int
     planes_visible: bool = True
+    #: the edit region's outline: (kind, low_mm, high_mm) in display mm, or None
+    region: tuple | None = None
     #: streaming quality (the mapper may drop samples to keep ~8 frames/s); False: full quality
     fast: bool = True
     #: a frame for the view's own surface (still scene, camera drag), not for the stream overlay
@@ -148,6 +150,7 @@ class BackgroundRenderer(QObject):
                         scene.set_preset(req.preset)
                     scene.set_cursor_mm(req.cursor_mm)
                     scene.set_planes_visible(req.planes_visible)
+                    scene.set_region_mm(req.region)
                     cam = scene.renderer.GetActiveCamera()
                     c = req.camera
                     cam.SetPosition(*c["position"])

@@ -29,6 +29,7 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QSlider, QVBoxLayout, QWidget
 
 from prdit_app.state import NEUROLOGICAL, ViewerState
+from prdit_app.views.edit_region import RegionOverlay
 from prdit_app.views.measure import MeasureTool
 from prdit_app.views.overlay_text import OverlayLabel
 
@@ -101,6 +102,9 @@ class SliceViewBox(pg.ViewBox):
             if self._view.measure.mode is not None:  # a measurement tool is active: draw with it
                 self._view.measure.drag(self.mapSceneToView(ev.scenePos()), ev.isStart(), ev.isFinish())
                 return
+            if self._view.region.drawing_kind is not None:  # the edit-region tool: draw the region
+                self._view.region.drag(self.mapSceneToView(ev.scenePos()), ev.isStart(), ev.isFinish())
+                return
             state = self._view.state
             if ev.isStart() or self._wl_start is None:
                 self._wl_start = (state.window, state.level)
@@ -156,6 +160,7 @@ class SliceView(QWidget):
         self.viewbox.addItem(self.label_image)
         self._label_index = -1
         self.measure = MeasureTool(self)
+        self.region = RegionOverlay(self)
         other = {0: "sagittal", 1: "coronal", 2: "axial"}
         pen_u = pg.mkPen(VIEW_COLORS[other[self.plane.u]], width=1)
         pen_v = pg.mkPen(VIEW_COLORS[other[self.plane.v]], width=1)
@@ -196,6 +201,7 @@ class SliceView(QWidget):
         state.windowLevelChanged.connect(self._on_window_level)
         state.conventionChanged.connect(self._on_convention)
         state.labelsChanged.connect(self._on_labels)
+        state.editRegionChanged.connect(self.region.refresh)
         self._apply_convention()
         self._update_info()
         if state.has_volume:
@@ -282,6 +288,7 @@ class SliceView(QWidget):
             self.measure.clear()  # they measured another volume
         self._refresh_slice()
         self.measure.on_values()
+        self.region.refresh()
         if geometry_changed:
             self.image.setRect(self._image_rect)
             self.reset_view()
@@ -304,6 +311,7 @@ class SliceView(QWidget):
         self.slider.blockSignals(False)
         self._refresh_labels()
         self.measure.on_slice(index)
+        self.region.refresh()
         self._update_info()
 
     # ------------------------------------------------------------------ label map

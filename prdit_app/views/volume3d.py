@@ -260,6 +260,7 @@ class Volume3DView(QWidget):
         state.volumeChanged.connect(self._on_volume)
         state.windowLevelChanged.connect(self._on_window)
         state.cursorChanged.connect(lambda _p: self.refresh())
+        state.editRegionChanged.connect(self.refresh)
         if state.has_volume:
             self._on_volume(True)
 
@@ -358,11 +359,19 @@ class Volume3DView(QWidget):
                 width=max(self.width(), 16),
                 height=max(self.height(), 16),
                 planes_visible=bool(self.scene.plane_actors[0].GetVisibility()),
+                region=self._region_mm(),
                 fast=fast,
                 still=still,
             )
         )
         return True
+
+    def _region_mm(self) -> tuple | None:
+        """The edit region for the scene: (kind, low_mm, high_mm) or None."""
+        bounds = self.state.edit_region_mm()
+        if bounds is None or self.state.edit_region is None:
+            return None
+        return (self.state.edit_region.kind, bounds[0], bounds[1])
 
     def _on_stream_frame(self, image: QImage, seconds: float, generation: int, still: bool) -> None:
         if still:
@@ -447,6 +456,7 @@ class Volume3DView(QWidget):
         if self._data_generation != st.generation:
             self._upload()  # the GUI scene stays current: drags, screenshots and render_now use it
         self.scene.set_cursor_mm(st.grid.canonical_to_mm(st.cursor_canonical()))
+        self.scene.set_region_mm(self._region_mm())
         if not sync and self.offscreen and self.threaded and not self._streaming:
             # The offscreen surface is only a picture: a software ray cast of it (0.1-0.6 s) need
             # not block the GUI thread. The thread renders it (latest wins) and _on_stream_frame

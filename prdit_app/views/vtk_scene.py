@@ -141,6 +141,29 @@ class VolumeScene:
         self.box_actor = box
         self.renderer.AddActor(box)
 
+        # the edit region: a box outline, or a wire ellipsoid (a unit sphere scaled by the actor)
+        from vtkmodules.vtkFiltersSources import vtkSphereSource
+
+        self.region_box = vtkOutlineSource()
+        self.region_actors: dict[str, object] = {}
+        sphere = vtkSphereSource()
+        sphere.SetRadius(1.0)
+        sphere.SetThetaResolution(24)
+        sphere.SetPhiResolution(12)
+        for kind, source in (("box", self.region_box), ("sphere", sphere)):
+            m = vtkPolyDataMapper()
+            m.SetInputConnection(source.GetOutputPort())
+            actor = vtkActor()
+            actor.SetMapper(m)
+            prop = actor.GetProperty()
+            prop.SetRepresentationToWireframe()
+            prop.SetColor(0.29, 0.82, 1.0)
+            prop.SetLineWidth(2.0)
+            prop.LightingOff()
+            actor.VisibilityOff()
+            self.region_actors[kind] = actor
+            self.renderer.AddActor(actor)
+
         self.planes: dict[int, object] = {}
         self.plane_actors: dict[int, object] = {}
         for axis, color in PLANE_COLORS.items():
@@ -272,6 +295,24 @@ class VolumeScene:
             src.SetPoint1(*p1)
             src.SetPoint2(*p2)
             src.Modified()
+
+    def set_region_mm(self, region: tuple | None) -> None:
+        """Outline the edit region ``(kind, low_mm, high_mm)`` (display mm), or hide it (None)."""
+        for actor in self.region_actors.values():
+            actor.VisibilityOff()
+        if region is None or self.size is None:
+            return
+        kind, lo, hi = region
+        lo, hi = np.asarray(lo, float), np.asarray(hi, float)
+        actor = self.region_actors[kind]
+        if kind == "box":
+            self.region_box.SetBounds(lo[0], hi[0], lo[1], hi[1], lo[2], hi[2])
+            self.region_box.Modified()
+        else:
+            centre, radius = (lo + hi) / 2.0, np.maximum((hi - lo) / 2.0, 1e-6)
+            actor.SetPosition(*centre)
+            actor.SetScale(*radius)
+        actor.VisibilityOn()
 
     def set_planes_visible(self, visible: bool) -> None:
         for actor in self.plane_actors.values():
