@@ -138,8 +138,8 @@ class EditPanel(QWidget):
         self.seed_spin = QSpinBox()
         self.seed_spin.setRange(0, _MAX_SEED)
         self.end_combo = QComboBox()
-        self.end_combo.addItem("sample (the model's texture)", "sample")
-        self.end_combo.addItem("denoised (smoother, closer to the truth)", "denoised")
+        self.end_combo.addItem("denoised (fewer seams, closer HU)", "denoised")
+        self.end_combo.addItem("sample (the model's own texture)", "sample")
         self.end_combo.setToolTip(
             "The last volume: the sampler's final state, or the last denoised estimate with the known "
             "voxels enforced (docs/editing.md measures both)"
