@@ -65,6 +65,11 @@ def test_region_drawn_on_one_slice_shows_in_all_three_and_is_regenerated_in_plac
     streamed = [f for f in frames if f is not None and f.metadata.get("generated", "").startswith("in-fill")]
     assert len(streamed) >= 2  # it formed in place, step by step
     assert all(np.array_equal(f.array[~mask], original[~mask]) for f in streamed)
+    # the Export tab describes the series as partly synthetic, with the engine's wording
+    from prdit_app.panels.export import default_series_description, provenance_dict
+
+    assert default_series_description(edited).startswith("SYNTHETIC REGION")
+    assert provenance_dict(edited)["edit"]["kind"] == "infill"
     # undo puts the volume back exactly; a second undo has nothing to undo
     assert panel.undo()
     assert np.array_equal(st.volume.array, original)
