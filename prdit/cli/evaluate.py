@@ -98,6 +98,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="FAKE intensities: auto (HU, refusing [-1, 1] data; default), hu (trusted) or unit [-1, 1]",
     )
+    parser.add_argument(
+        "--protocol",
+        choices=("prdit", "published-lidc", "published-rad"),
+        default="prdit",
+        help="prdit (default: HU window, z-score into the features, random pairs for MS-SSIM) or the "
+        "paper's evaluation exactly (128^3 by average pooling, its intensity scaling, all-pairs "
+        "MS-SSIM): the only way comparable_with_published can be true (with MedicalNet weights and "
+        "1000 samples); docs/metrics.md",
+    )
     add_progress_argument(parser)
     add_threads_argument(parser)
 
@@ -105,7 +114,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 class _Bars:
     """tqdm bars keyed by stage, created on first use (the engine only calls back with numbers)."""
 
-    _NAMES = {"real": "real volumes", "fake": "generated volumes", "critic": "critic training"}
+    _NAMES = {
+        "real": "real volumes",
+        "fake": "generated volumes",
+        "critic": "critic training",
+        "msssim": "MS-SSIM pairs",
+    }
 
     def __init__(self, enabled: bool, jsonl: bool = False) -> None:
         self.enabled = enabled
@@ -168,6 +182,7 @@ def run(args: argparse.Namespace) -> int:
             fake_scale=args.fake_scale,
             msssim_pairs=args.msssim_pairs,
             critic=CriticConfig(iterations=args.critic_iterations, size=args.critic_size, seed=args.seed),
+            protocol=args.protocol,
         )
     except ValueError as exc:
         raise CliError(str(exc)) from exc

@@ -257,6 +257,9 @@ class FeatureExtractor:
     description: str
     hu_clip: tuple[float, float] = DEFAULT_HU_CLIP
     device: torch.device = torch.device("cpu")
+    #: the input recipe (:func:`prdit.metrics.protocol.scale_volumes`): "zscore" (ours, MedicalNet's
+    #: normalisation), or the published evaluation's "lidc" ([-1, 1] min-max) / "rad" ([0, 1])
+    intensity: str = "zscore"
 
     def to(self, device: str | torch.device) -> FeatureExtractor:
         self.device = torch.device(device)
@@ -266,19 +269,19 @@ class FeatureExtractor:
     @property
     def cache_key(self) -> str:
         """Everything that changes the features: weights and input recipe."""
-        return f"{self.identity}|clip={self.hu_clip[0]:g},{self.hu_clip[1]:g}|zscore"
+        return f"{self.identity}|clip={self.hu_clip[0]:g},{self.hu_clip[1]:g}|{self.intensity}"
 
     def preprocess(self, volumes_hu: torch.Tensor) -> torch.Tensor:
-        """``[B, D, H, W]`` HU -> ``[B, 1, D, H, W]`` clipped and z-scored per volume."""
-        x = volumes_hu.to(self.device, torch.float32).clamp(self.hu_clip[0], self.hu_clip[1])
-        flat = x.reshape(x.shape[0], -1)
-        mean = flat.mean(dim=1).view(-1, 1, 1, 1)
-        std = flat.std(dim=1).view(-1, 1, 1, 1)
-        return ((x - mean) / std.clamp_min(1e-6)).unsqueeze(1)
+        """``[B, D, H, W]`` HU -> ``[B, 1, D, H, W]`` as the recipe says (default: clipped and
+        z-scored per volume)."""
+        from prdit.metrics.protocol import scale_volumes
+
+        return scale_volumes(self.intensity, volumes_hu.to(self.device), self.hu_clip).unsqueeze(1)
 
     @torch.no_grad()
-    def extract(self, volumes_hu: np.ndarray | torch.Tensor) -> np.ndarray:
-        """Features of a batch of HU volumes ``[B, D, H, W]`` (any D, H, W >= 16)."""
+    def extract(self, volumes_hu: np.ndarray | torch.Tensor, prepared: bool = False) -> np.ndarray:
+        """Features of a batch of HU volumes ``[B, D, H, W]`` (any D, H, W >= 16); ``prepared``:
+        the batch is already the network's input (a published protocol's scaled, pooled volumes)."""
         x = torch.as_tensor(volumes_hu)
         if x.ndim == 3:
             x = x.unsqueeze(0)
@@ -289,7 +292,8 @@ class FeatureExtractor:
                 f"volumes must be at least 16 voxels per axis for the ResNet, got {tuple(x.shape[1:])}"
             )
         self.network.eval()
-        feats = self.network(self.preprocess(x))
+        x_in = x.to(self.device, torch.float32).unsqueeze(1) if prepared else self.preprocess(x)
+        feats = self.network(x_in)
         return feats.double().cpu().numpy()
 
 

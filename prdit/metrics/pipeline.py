@@ -44,6 +44,7 @@ from prdit.metrics.folders import (
 )
 from prdit.metrics.histogram import HUHistogram, hu_wasserstein
 from prdit.metrics.msssim import MSSSIMConfig, ms_ssim, msssim_config
+from prdit.metrics.protocol import comparability, get_protocol, pool_to_published_size, published_input
 
 ALL_METRICS: tuple[str, ...] = ("fid", "kid", "mmd", "msssim", "critic", "histogram", "anatomy")
 _PRODUCTS_FOR = {
@@ -80,8 +81,15 @@ class EvalSettings:
     mmd_chunk: int = 256
     critic: CriticConfig = field(default_factory=CriticConfig)
     hu_clip: tuple[float, float] = (-1000.0, 1000.0)
+    protocol: str = "prdit"  # prdit.metrics.protocol: "prdit", "published-lidc", "published-rad"
 
     def __post_init__(self) -> None:
+        protocol = get_protocol(self.protocol)  # a clear error for an unknown name
+        if protocol.published and self.size is not None:
+            raise ValueError(
+                f"--size {self.size}: --protocol {self.protocol} evaluates at 128^3 by average pooling, "
+                "as published; leave --size out (or use --protocol prdit)"
+            )
         unknown = [m for m in self.metrics if m not in ALL_METRICS]
         if unknown or not self.metrics:
             raise ValueError(
@@ -101,6 +109,10 @@ class EvalSettings:
                 raise ValueError(
                     f"{name.replace('_', '-')} must be 'auto', 'hu' or 'unit', got {getattr(self, name)!r}"
                 )
+
+    @property
+    def eval_protocol(self):
+        return get_protocol(self.protocol)
 
     def scale_for(self, label: str) -> str:
         return self.real_scale if label == "real" else self.fake_scale
@@ -144,6 +156,7 @@ class _FolderJob:
 
 def _product_keys(job: _FolderJob, s: EvalSettings, extractor_key: str | None) -> dict[str, dict[str, Any]]:
     base = {"fingerprint": job.fingerprint, "size": s.size, "scale": s.scale_for(job.label)}
+    base["protocol"] = s.protocol
     return {
         "features": {**base, "extractor": extractor_key, "batch_independent": True},
         "histogram": {**base, "bins": "1HU[-1024,3071]"},
@@ -175,6 +188,9 @@ def _scan_folder(
     mine = shard(indexed, info.rank, info.world_size)
     total = sum(len(u) for _, u in mine)
 
+    protocol = settings.eval_protocol
+    all_pairs = "msssim" in needed and protocol.msssim_all_pairs
+    kept: dict[int, torch.Tensor] = {}  # all-pairs MS-SSIM: every volume, scaled, float16
     feats: dict[int, np.ndarray] = {}
     anat: dict[int, dict[str, float]] = {}
     pooled: dict[int, np.ndarray] = {}
@@ -186,7 +202,8 @@ def _scan_folder(
 
     def flush() -> None:
         if batch:
-            out = extractor.extract(torch.stack([t for _, t in batch]))  # type: ignore[union-attr]
+            stacked = torch.stack([t for _, t in batch])
+            out = extractor.extract(stacked, prepared=protocol.published)  # type: ignore[union-attr]
             for (idx, _), f in zip(batch, out, strict=True):
                 feats[idx] = f
             batch.clear()
@@ -202,13 +219,17 @@ def _scan_folder(
                 i,
                 size=settings.size,
                 scale=job.scale,
-                expected_shape=shape_seen,
+                expected_shape=None if protocol.published else shape_seen,
                 check_scale=(done == 0),
             )
+            prepared = None  # the published protocols' network input: scaled at full size, then pooled
+            if protocol.published:
+                prepared = published_input(protocol, lv.hu, str(job.files[i]))
+                lv = dataclasses.replace(lv, hu=pool_to_published_size(lv.hu, str(job.files[i])))
             shape_seen = shape_seen or tuple(lv.hu.shape)
             loaded.append(lv)
             if "features" in needed:
-                batch.append((i, lv.hu))
+                batch.append((i, lv.hu if prepared is None else prepared))
                 if len(batch) >= settings.batch_size:
                     flush()
             if "histogram" in needed:
@@ -217,15 +238,19 @@ def _scan_folder(
                 anat[i] = measure_anatomy(anatomy_volume(lv))
             if "critic" in needed:
                 pooled[i] = pool_for_critic(lv.hu, settings.critic.size, settings.hu_clip)[0].numpy()
+            if all_pairs and prepared is not None:
+                kept[i] = prepared.half()
             done += 1
             if progress:
                 progress(job.label, done, total)
-        if "msssim" in needed and len(loaded) == 2 and unit_idx < pair_limit:
+        if "msssim" in needed and not all_pairs and len(loaded) == 2 and unit_idx < pair_limit:
             a = _to_unit01(loaded[0].hu, settings.hu_clip)[None].to(info.device)
             b = _to_unit01(loaded[1].hu, settings.hu_clip)[None].to(info.device)
             ms_cfg = ms_cfg or msssim_config(tuple(a.shape))
             pairs.append((unit[0], unit[1], float(ms_ssim(a, b, ms_cfg)[0])))
     flush()
+    if all_pairs:
+        pairs = _all_pairs_msssim(kept, info.device, progress)
 
     parts = gather_objects(
         info,
@@ -268,6 +293,47 @@ def _scan_folder(
     return out
 
 
+def _all_pairs_msssim(kept: dict[int, torch.Tensor], device, progress: Progress | None) -> list:
+    """MS-SSIM (data range 1, on the protocol's scaled volumes) of every pair of distinct volumes,
+    as the published evaluation averages it; ``[(i, j, value)]``."""
+    keys = sorted(kept)
+    todo = [(a, b) for n, a in enumerate(keys) for b in keys[n + 1 :]]
+    out = []
+    cfg: MSSSIMConfig | None = None
+    chunk = 8
+    for start in range(0, len(todo), chunk):
+        batch = todo[start : start + chunk]
+        x = torch.stack([kept[a] for a, _ in batch]).float().unsqueeze(1).to(device)
+        y = torch.stack([kept[b] for _, b in batch]).float().unsqueeze(1).to(device)
+        cfg = cfg or msssim_config(tuple(x.shape))
+        values = ms_ssim(x, y, cfg).cpu().tolist()
+        out.extend((a, b, float(v)) for (a, b), v in zip(batch, values, strict=True))
+        if progress:
+            progress("msssim", min(start + chunk, len(todo)), len(todo))
+    return out
+
+
+def _check_all_pairs_memory(n: int, world_size: int) -> None:
+    """All-pairs MS-SSIM keeps every volume (128^3 float16: 4 MB each); refuse what cannot fit."""
+    import os
+
+    if world_size > 1:
+        raise FolderError(
+            "the published protocols' all-pairs MS-SSIM runs in one process; run prdit eval without "
+            "torchrun, or leave msssim out with --metrics"
+        )
+    need = n * 128**3 * 2
+    try:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return
+    if need > 0.8 * free:
+        raise FolderError(
+            f"all-pairs MS-SSIM of {n} volumes keeps {need / 2**30:.1f} GiB in memory, "
+            f"{free / 2**30:.1f} GiB is free; leave msssim out with --metrics or free memory"
+        )
+
+
 # --------------------------------------------------------------------------- main entry
 def evaluate_folders(
     real: str | Path,
@@ -301,14 +367,20 @@ def evaluate_folders(
                     f"{m} needs at least {_MIN_VOLUMES[m]} volumes per folder, {job.label} folder "
                     f"{job.folder} has {len(job.files)}; add volumes or leave it out with --metrics"
                 )
-    expected_shape = None if s.size is not None else check_shapes({j.label: j.files for j in jobs})
+    protocol = s.eval_protocol
+    expected_shape = (
+        None if s.size is not None or protocol.published else check_shapes({j.label: j.files for j in jobs})
+    )
     info = dist_info if dist_info is not None else init_distributed(s.device)
+    if "msssim" in s.metrics and protocol.msssim_all_pairs:
+        _check_all_pairs_memory(len(jobs[1].files), info.world_size)
     cache = FolderCache(s.cache_dir, enabled=s.use_cache)
     needed_products = {_PRODUCTS_FOR[m] for m in s.metrics}
 
     if "features" in needed_products and extractor is None:
         extractor = build_extractor(s.features, hu_clip=s.hu_clip)
     if extractor is not None:
+        extractor.intensity = protocol.intensity  # the protocol decides what the network is fed
         extractor.to(info.device)
     extractor_key = extractor.cache_key if extractor is not None else None
     timings["setup"] = time.perf_counter() - t0
@@ -336,7 +408,7 @@ def evaluate_folders(
                 expected_shape = job.shape
         timings[f"read_{job.label}"] = time.perf_counter() - t
     real_job, fake_job = jobs
-    if s.size is None:
+    if s.size is None and not protocol.published:
         shapes = {j.label: j.shape for j in jobs}
         if shapes["real"] and shapes["fake"] and tuple(shapes["real"]) != tuple(shapes["fake"]):
             raise FolderError(
@@ -354,10 +426,23 @@ def evaluate_folders(
 
     from prdit import __version__
 
-    comparable = extractor.comparable if extractor is not None else None
     shape = next((tuple(j.shape) for j in jobs if j.shape), None)
     if shape is None and expected_shape is not None:
         shape = tuple(expected_shape)
+    reasons = comparability(
+        protocol, extractor.comparable if extractor is not None else None, shape, len(fake_job.files)
+    )
+    comparable = None if extractor is None else not reasons
+    notes = []
+    if extractor is not None and not extractor.comparable:
+        notes.append(f"FID and MMD use the built-in default extractor: {NOT_COMPARABLE}")
+    if comparable is False and protocol.published:
+        notes += [f"not comparable with the published numbers: {r}" for r in reasons]
+    elif comparable is False and extractor is not None and extractor.comparable:
+        notes.append(
+            "MedicalNet features, but fed by this project's recipe (z-score): not comparable with the "
+            "published numbers; use --protocol published-lidc or published-rad"
+        )
     report: dict[str, Any] = {
         "report_format": 1,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -371,12 +456,12 @@ def evaluate_folders(
             "identity": extractor.identity,
             "description": extractor.description,
             "comparable_with_published": extractor.comparable,
-            "input": f"HU clipped to [{s.hu_clip[0]:g}, {s.hu_clip[1]:g}], per-volume z-score, native size",
+            "input": protocol.description,
         },
+        "protocol": protocol.to_dict(),
         "comparable_with_published": comparable,
-        "notes": []
-        if comparable in (True, None)
-        else [f"FID and MMD use the built-in default extractor: {NOT_COMPARABLE}"],
+        "not_comparable_because": reasons if comparable is False else [],
+        "notes": notes,
         "settings": {**s.to_dict(), "world_size": info.world_size, "device_used": str(info.device)},
         "software": {
             "prdit": __version__,
@@ -456,7 +541,12 @@ def _compute_metrics(real: _FolderJob, fake: _FolderJob, s: EvalSettings, device
             entry[f"{label}_pairs"] = int(vals.size)
         entry["value"] = entry["fake_mean"]
         entry["config"] = msssim_config(shape).to_dict() if shape else None
-        entry["input"] = f"HU clipped to [{s.hu_clip[0]:g}, {s.hu_clip[1]:g}] mapped to [0, 1]"
+        if s.eval_protocol.msssim_all_pairs:
+            entry["input"] = f"{s.eval_protocol.name}: the network's input, data range 1, all pairs"
+        else:
+            entry["input"] = (
+                f"HU clipped to [{s.hu_clip[0]:g}, {s.hu_clip[1]:g}] mapped to [0, 1], random disjoint pairs"
+            )
         out["msssim"] = entry
     if "critic" in s.metrics:
         t = time.perf_counter()

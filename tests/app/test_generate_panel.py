@@ -245,7 +245,7 @@ def test_in_the_studio_window_steps_stream_into_the_viewer_and_export_finds_them
 
     window = MainWindow(enable_3d=False)
     qtbot.addWidget(window)
-    assert install_panels(window) == ["Generate", "Export", "Train", "Evaluate"]
+    assert install_panels(window) == ["Generate", "Edit", "Export", "Train", "Evaluate"]
     window.show()
     panel = window.findChild(GeneratePanel)
     export = window.findChild(ExportPanel)

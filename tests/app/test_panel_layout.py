@@ -17,7 +17,7 @@ def _window(qtbot, size=(1600, 1000)):
 
     window = MainWindow(enable_3d=False)  # the 3D pane has the same size policy (Expanding)
     qtbot.addWidget(window)
-    assert install_panels(window) == ["Generate", "Export", "Train", "Evaluate"]
+    assert install_panels(window) == ["Generate", "Edit", "Export", "Train", "Evaluate"]
     window.resize(*size)
     window.show()
     qtbot.waitExposed(window)
@@ -43,7 +43,7 @@ def test_fresh_settings_leave_the_views_wide(qtbot, fresh_settings):
     assert abs(window.dock.width() - DOCK_DEFAULT_WIDTH) <= 20
 
 
-@pytest.mark.parametrize("tab", ["Generate", "Export", "Train", "Evaluate"])
+@pytest.mark.parametrize("tab", ["Generate", "Edit", "Export", "Train", "Evaluate"])
 def test_every_panel_fits_a_narrow_dock(qtbot, fresh_settings, tab):
     window = _window(qtbot)
     index = [window.panel_tabs.tabText(i) for i in range(window.panel_tabs.count())].index(tab)

@@ -276,7 +276,7 @@ def test_installed_in_the_studio_window_load_in_generate_reaches_the_generate_pa
 
     window = MainWindow(enable_3d=False)
     qtbot.addWidget(window)
-    assert install_panels(window) == ["Generate", "Export", "Train", "Evaluate"]
+    assert install_panels(window) == ["Generate", "Edit", "Export", "Train", "Evaluate"]
     train, evaluate = window.findChild(TrainPanel), window.findChild(EvaluatePanel)
     generate = window.findChild(GeneratePanel)
     step = tmp_path / "run" / "checkpoints" / "step_0000010"
