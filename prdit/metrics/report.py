@@ -260,3 +260,35 @@ def save_report(report: dict[str, Any], path: str | os.PathLike) -> Path:
     if p.suffix.lower() == ".csv":
         return write_text_atomic(p, report_csv(report), newline="")
     return write_report(report, p)
+
+
+def comparison_warnings(previous: dict[str, Any] | None, current: dict[str, Any]) -> list[str]:
+    """Why two reports' numbers cannot be compared side by side (empty: they can). FID and MMD
+    depend on N (biased at small N), on the feature network and on the protocol; the Evaluate
+    panel shows these under a new result when the previous one differs."""
+    if not previous:
+        return []
+    out = []
+
+    def counts(r: dict[str, Any]) -> tuple[Any, Any]:
+        return (r.get("real") or {}).get("count"), (r.get("fake") or {}).get("count")
+
+    if counts(previous) != counts(current):
+        (pr, pf), (cr, cf) = counts(previous), counts(current)
+        out.append(
+            f"N differs from the previous result ({pr} real / {pf} generated then, {cr} / {cf} now): "
+            "FID and MMD are biased by N, so their change is not the models' difference; compare KID, "
+            "or evaluate both at equal N"
+        )
+    ident = [((r.get("feature_extractor") or {}).get("identity")) for r in (previous, current)]
+    if ident[0] != ident[1]:
+        out.append(
+            "the feature network differs from the previous result: FID, KID and MMD are in other units"
+        )
+    proto = [((r.get("protocol") or {}).get("name", "prdit")) for r in (previous, current)]
+    if proto[0] != proto[1]:
+        out.append(f"the protocol differs from the previous result ({proto[0]} then, {proto[1]} now)")
+    shapes = [((r.get("real") or {}).get("shape")) for r in (previous, current)]
+    if shapes[0] != shapes[1]:
+        out.append("the evaluated size differs from the previous result")
+    return out

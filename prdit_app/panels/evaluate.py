@@ -69,6 +69,7 @@ from prdit.metrics.plots import (
 from prdit.metrics.report import (
     ANATOMY_LABELS,
     anatomy_summary,
+    comparison_warnings,
     format_value,
     report_rows,
     save_report,
@@ -192,6 +193,7 @@ class EvaluatePanel(ChildRunControl, QWidget):
         self._work_dir = Path(work_dir) if work_dir is not None else None
         self.runner = ProcessRunner(self)
         self.report: dict[str, Any] | None = None
+        self.comparison_notes: list[str] = []  # why the shown result is not comparable with the one before
         self.plot_data: PlotData | None = None
         self.last_outcome: RunOutcome | None = None
         self.cache_dir: str | None = None  # None: prdit eval's default cache
@@ -606,8 +608,10 @@ class EvaluatePanel(ChildRunControl, QWidget):
 
     # ------------------------------------------------------------------ results
     def show_report(self, report: dict[str, Any], read_volumes: bool = False) -> None:
-        """Fill the tables from a report; plots from the report's data or (optionally) the volumes."""
-        self.report = report
+        """Fill the tables from a report; plots from the report's data or (optionally) the volumes.
+        Under the result it says when the previous one was made differently (N, network,
+        protocol, size), so two numbers are not compared that cannot be."""
+        previous, self.report = self.report, report
         rows = report_rows(report)
         self.table.setRowCount(len(rows))
         for i, row in enumerate(rows):
@@ -638,6 +642,8 @@ class EvaluatePanel(ChildRunControl, QWidget):
         if real.get("shape"):
             info.append("shape: " + "×".join(map(str, real["shape"])))
         info += [f"NOTE: {n}" for n in report.get("notes", [])]
+        self.comparison_notes = comparison_warnings(previous, report)
+        info += [f"NOT COMPARABLE: {n}" for n in self.comparison_notes]
         self.info_label.setText("\n".join(info))
         self.plot_data = None
         self._clear_plots()

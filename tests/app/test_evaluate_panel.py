@@ -259,3 +259,28 @@ def test_failing_run_shows_the_error_and_returns_to_idle(qtbot, panel, folders, 
     assert panel.status_label.text() == "Failed"
     assert panel.run_button.isEnabled() and not panel.cancel_button.isEnabled()
     assert panel.report is None and panel.table.rowCount() == 0
+
+
+def test_a_result_made_at_another_n_is_flagged_as_not_comparable(panel):
+    def report(n_real, n_fake, identity="default:x", protocol="prdit"):
+        return {
+            "metrics": {"fid": {"value": 1.0, "n_real": n_real, "n_fake": n_fake, "interval_90": [0.5, 2.0]}},
+            "real": {"folder": "r", "count": n_real, "shape": [32, 32, 32]},
+            "fake": {"folder": "f", "count": n_fake, "shape": [32, 32, 32]},
+            "feature_extractor": {"identity": identity},
+            "protocol": {"name": protocol},
+        }
+
+    panel.show_report(report(8, 8))
+    assert panel.comparison_notes == []
+    panel.show_report(report(8, 8))  # the same N, network and protocol: nothing to say
+    assert panel.comparison_notes == []
+    panel.show_report(report(16, 16))
+    assert len(panel.comparison_notes) == 1 and "N differs" in panel.comparison_notes[0]
+    assert (
+        "NOT COMPARABLE: N differs" in panel.info_label.text()
+        and "8 generated then" in panel.info_label.text()
+    )
+    panel.show_report(report(16, 16, identity="medicalnet:abc", protocol="published-lidc"))
+    text = " ".join(panel.comparison_notes)
+    assert "feature network differs" in text and "protocol differs" in text and "N differs" not in text
