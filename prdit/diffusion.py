@@ -23,45 +23,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 
 import torch
 
+from prdit.solvers import SOLVERS, multistep, solver_timesteps
+from prdit.steps import Generators, Step, _randn  # the event every sampler yields (re-exported)
+
 Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-Generators = torch.Generator | Sequence[torch.Generator] | None
 #: ``constraint(x, t, generators) -> x``: guided sampling's correction of the state at step ``t``
 Constraint = Callable[[torch.Tensor, int, "Generators"], torch.Tensor]
 
 DEFAULT_TIMESTEPS = 1000
 DEFAULT_NOISE_SCALE = 0.5
-
-
-@dataclass
-class Step:
-    """One sampler event: the ``index``-th of ``total`` steps, at integer timestep ``t``.
-
-    ``x0_hat`` is the model's clean-volume estimate at this step (what a viewer streams), ``x_t``
-    the state the model saw (only with ``return_xt=True``), ``sample`` the finished volume (set on
-    the final step only). The final step of a walk of two or more steps is at ``t = 0``, where the
-    state is the clean volume: there ``x0_hat``, ``x_t`` and ``sample`` are that state. All in the
-    model's [-1, 1] scale, shape ``[B, C, D, H, W]``.
-    """
-
-    index: int
-    total: int
-    t: int
-    x0_hat: torch.Tensor
-    x_t: torch.Tensor | None = None
-    sample: torch.Tensor | None = None
-
-    @property
-    def done(self) -> bool:
-        return self.sample is not None
-
-    @property
-    def fraction(self) -> float:
-        """Progress in (0, 1]."""
-        return (self.index + 1) / self.total
 
 
 class IaNDiffusion:
@@ -312,8 +285,39 @@ class IaNDiffusion:
         (in-fill, super-resolution: :mod:`prdit.editing`) use, same ``Step`` contract."""
         if sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+        if sampler in SOLVERS:
+            return self.sample_solver(
+                model, shape, steps, sampler, generator=generator, device=device, dtype=dtype,
+                return_xt=return_xt, constraint=constraint,
+            )  # fmt: skip
         k = 1 if sampler == "cold" else k
         return self._walk(model, shape, steps, k, generator, device, dtype, return_xt, constraint)
+
+    def sample_solver(
+        self,
+        model: Model,
+        shape: Sequence[int],
+        steps: int = 20,
+        solver: str = "v2m",
+        *,
+        schedule: str = "uniform",
+        generator: Generators = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+        return_xt: bool = False,
+        constraint: Constraint | None = None,
+    ) -> Iterator[Step]:
+        """A multistep solver of :mod:`prdit.solvers` (``v2m``, ``v2m-sde``): ``steps`` events,
+        ``steps - 1`` network evaluations, the samplers' ``Step`` contract."""
+        if solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
+        shape = _check_shape(shape)
+        device = torch.device(device) if device is not None else _model_device(model)
+        gens = _check_generators(generator, shape[0])
+        ts = solver_timesteps(self, steps, schedule)
+        return multistep(
+            self, model, shape, ts, solver == "v2m-sde", gens, device, dtype, return_xt, constraint
+        )
 
 
 _DEFAULT = IaNDiffusion()
@@ -354,7 +358,8 @@ def sample_hot(
     )
 
 
-SAMPLERS = ("hot", "cold")
+#: the paper's samplers and the multistep solvers of prdit.solvers
+SAMPLERS = ("hot", "cold", *SOLVERS)
 
 
 def sample(
@@ -380,6 +385,8 @@ def sample(
         return (diffusion or _DEFAULT).sample_cold(model, shape, steps, **opts)
     if name == "hot":
         return (diffusion or _DEFAULT).sample_hot(model, shape, steps, k, **opts)
+    if name in SOLVERS:
+        return (diffusion or _DEFAULT).sample_solver(model, shape, steps, name, **opts)
     raise ValueError(f"unknown sampler {sampler!r}; expected one of {', '.join(SAMPLERS)}")
 
 
@@ -421,19 +428,6 @@ def _check_generators(generator: Generators, batch: int) -> Generators:
             f"got {len(gens)} item(s)"
         )
     return gens
-
-
-def _randn(
-    shape: tuple[int, ...], gens: Generators, device: torch.device, dtype: torch.dtype
-) -> torch.Tensor:
-    """Standard normal noise; with a per-sample list, sample ``i`` draws only from ``gens[i]``."""
-    if gens is None:
-        return torch.randn(shape, device=device, dtype=dtype)
-    if isinstance(gens, torch.Generator):
-        return torch.randn(shape, generator=gens, device=gens.device, dtype=dtype).to(device)
-    return torch.stack(
-        [torch.randn(shape[1:], generator=g, device=g.device, dtype=dtype).to(device) for g in gens]
-    )
 
 
 def _model_device(model: Model) -> torch.device:

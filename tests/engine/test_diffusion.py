@@ -9,6 +9,8 @@ import weakref
 import pytest
 import torch
 
+from prdit.analytic import gaussian_denoiser as _gaussian_denoiser
+from prdit.analytic import two_point_denoiser as _two_point_denoiser
 from prdit.diffusion import IaNDiffusion, Step, run_to_end, sample, sample_cold, sample_hot
 from prdit.models import build_model
 
@@ -16,39 +18,12 @@ D = IaNDiffusion()
 SHAPE = (4, 1, 16, 16, 16)
 
 
-def _coefs(t: torch.Tensor, ndim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    beta = D.angle(t.double()).reshape(-1, *[1] * (ndim - 1))
-    return torch.cos(beta), torch.sin(beta)
-
-
 def gaussian_denoiser(mu: float, s: float):
-    """Exact posterior means for per-voxel data x0 ~ N(mu, s^2): x_t = c x0 + sin * n, n ~ N(0, sigma_n^2)."""
-
-    def model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        c, si = _coefs(t, x.ndim)
-        var = c * c * s * s + (D.noise_scale * si) ** 2
-        resid = x.double() - c * mu
-        x0 = mu + c * s * s / var * resid
-        n = si * D.noise_scale**2 / var * resid
-        return torch.cat([n, x0], 1).to(x.dtype)
-
-    return model
+    return _gaussian_denoiser(mu, s, D)
 
 
 def two_point_denoiser(a: float, b: float, p: float):
-    """x0 = a with probability p, else b: the posterior mean is a logistic mixture of the two values."""
-
-    def model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        c, si = _coefs(t, x.ndim)
-        xd = x.double()
-        v = ((D.noise_scale * si) ** 2).clamp_min(1e-300)
-        logit = math.log(p / (1 - p)) - ((xd - c * a) ** 2 - (xd - c * b) ** 2) / (2 * v)
-        w = torch.sigmoid(logit)
-        x0 = torch.where(si > 0, w * a + (1 - w) * b, xd)  # at t = 0 the state is the data
-        n = torch.where(si > 0, (xd - c * x0) / si.clamp_min(1e-300), torch.zeros_like(xd))
-        return torch.cat([n, x0], 1).to(x.dtype)
-
-    return model
+    return _two_point_denoiser(a, b, p, D)
 
 
 # ---------------------------------------------------------------------- forward process and loss
