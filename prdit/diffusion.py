@@ -26,7 +26,8 @@ from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
-from prdit.solvers import SOLVERS, multistep, solver_timesteps
+from prdit.sampler_names import SAMPLERS, SOLVERS
+from prdit.solvers import multistep, solver_timesteps
 from prdit.steps import Generators, Step, _randn  # the event every sampler yields (re-exported)
 
 Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -356,10 +357,6 @@ def sample_hot(
     return (diffusion or _DEFAULT).sample_hot(
         model, shape, steps, k, generator=generator, device=device, dtype=dtype, return_xt=return_xt
     )
-
-
-#: the paper's samplers and the multistep solvers of prdit.solvers
-SAMPLERS = ("hot", "cold", *SOLVERS)
 
 
 def sample(

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from prdit.diffusion import SAMPLERS
+from prdit.sampler_names import SAMPLERS
 
 PAPER_K = 2
 META_KEY = "sampling"
@@ -83,7 +83,7 @@ class SamplerDefaults:
 
     def describe(self, origin: bool = True) -> str:
         """For ``prdit info`` and the studio: "hot, k = 4, 50 steps (recommended by the model)"."""
-        text = f"{self.sampler}, k = {self.k}" if self.sampler == "hot" else "cold"
+        text = f"{self.sampler}, k = {self.k}" if self.sampler == "hot" else self.sampler
         if self.steps is not None:
             text += f", {self.steps} steps"
         if not origin:

@@ -195,8 +195,10 @@ def generate_to_folder(
         raise ValueError(f"count must be >= 1, got {spec.count}")
     if spec.batch_size < 1:
         raise ValueError(f"batch size must be >= 1, got {spec.batch_size}")
-    if spec.sampler not in ("hot", "cold"):
-        raise ValueError(f"sampler must be 'hot' or 'cold', got {spec.sampler!r}")
+    from prdit.sampler_names import SAMPLERS
+
+    if spec.sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {spec.sampler!r}")
     if spec.k < 1:
         raise ValueError(f"k must be >= 1, got {spec.k}")
     out = Path(out_dir)

@@ -42,9 +42,9 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
+from prdit.sampler_names import SOLVERS  # noqa: F401 (re-exported: the solvers' names)
 from prdit.steps import Step, _randn
 
-SOLVERS = ("v2m", "v2m-sde")
 SCHEDULES = ("uniform", "logsnr", "karras")
 
 

@@ -11,6 +11,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from prdit.sampler_names import SAMPLERS
+
 GENERATE_FLAG = "--generate"
 
 
@@ -42,7 +44,7 @@ def add_generate_arguments(parser: argparse.ArgumentParser | argparse._ArgumentG
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the first sample (default 0)")
     parser.add_argument(
-        "--sampler", choices=("hot", "cold"), default=None, help="sampler (default: the model's, else hot)"
+        "--sampler", choices=SAMPLERS, default=None, help="sampler (default: the model's, else hot)"
     )
     parser.add_argument(
         "--k", type=int, default=None, help="hot-sampler multiplier (default: the model's, else 2)"

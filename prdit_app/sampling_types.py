@@ -10,7 +10,23 @@ from typing import Any
 import numpy as np
 
 from prdit.model_info import ModelInfo  # the engine's model descriptor, re-exported for the app
+from prdit.sampler_names import SAMPLERS
 from prdit.volume import Volume
+
+#: what the panels' sampler choosers say (in the engine's order, prdit.sampler_names.SAMPLERS)
+SAMPLER_LABELS = {
+    "hot": "hot (predictor-corrector)",
+    "cold": "cold (deterministic)",
+    "v2m": "v2m (multistep, few steps)",
+    "v2m-sde": "v2m-sde (multistep, stochastic)",
+}
+assert tuple(SAMPLER_LABELS) == SAMPLERS
+
+
+def fill_sampler_combo(combo) -> None:
+    """The samplers, labelled, with their engine names as item data."""
+    for name, label in SAMPLER_LABELS.items():
+        combo.addItem(label, name)
 
 
 # --------------------------------------------------------------------------- data passed to the GUI
@@ -32,8 +48,8 @@ class SampleRequest:
     model_info: ModelInfo | None = None
 
     def validate(self) -> None:
-        if self.sampler not in ("hot", "cold"):
-            raise ValueError(f"sampler must be 'hot' or 'cold', got {self.sampler!r}")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
         if self.steps < 1:
             raise ValueError(f"steps must be at least 1, got {self.steps}")
         if self.sampler == "hot" and self.k < 1:

@@ -203,7 +203,9 @@ class SamplingWorker(QObject):
                 elapsed = time.perf_counter() - start
                 done = index + 1
                 rate = done / elapsed if elapsed > 0 else 0.0
-                eta = (total - done) / rate if rate > 0 else math.inf
+                # every step but the last (t = 0: the state reached, no network call) is one evaluation
+                evaluations_left = max(0, total - 1 - done) if total > 1 else 0
+                eta = evaluations_left / rate if rate > 0 else math.inf
                 final = done >= total
                 update = StepUpdate(index, total, int(step.t), x0_hu, xt_hu, elapsed, rate, eta, final)
                 self.steps_emitted += 1

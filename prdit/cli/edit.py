@@ -26,12 +26,13 @@ from pathlib import Path
 from prdit.cli.paths import output_folder
 from prdit.cli.precision import add_precision_argument
 from prdit.cli.threads import add_threads_argument, threads_for_cpu
+from prdit.sampler_names import SAMPLERS
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", metavar="CKPT", help="model to edit with (default: the bundled default model)")
     p.add_argument("--steps", type=int, help="sampling steps (default: the model's recommendation, else 50)")
-    p.add_argument("--sampler", choices=("hot", "cold"), help="default: the model's recommendation")
+    p.add_argument("--sampler", choices=SAMPLERS, help="default: the model's recommendation")
     p.add_argument("--k", type=int, help="hot-sampler multiplier (default: the model's recommendation)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")

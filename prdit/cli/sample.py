@@ -19,6 +19,7 @@ from prdit.cli.precision import add_precision_argument, precision_for
 from prdit.cli.progress import add_progress_argument, progress_mode
 from prdit.cli.threads import add_threads_argument, threads_for_cpu
 from prdit.estimate import sampling_needs_check
+from prdit.sampler_names import SAMPLERS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,9 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--sampler",
-        choices=("hot", "cold"),
+        choices=SAMPLERS,
         default=None,
-        help="default: what the model file recommends, else hot (the paper's best)",
+        help="default: what the model file recommends, else hot (the paper's best); v2m and v2m-sde: "
+        "multistep solvers for few steps (docs/sampling.md)",
     )
     parser.add_argument(
         "--k",

@@ -41,7 +41,7 @@ from prdit.volume import Volume
 from prdit_app.app_model import AppModel
 from prdit_app.dialogs import show_error
 from prdit_app.edit_source import INFILL, SUPERRES, EditRun, source_label
-from prdit_app.sampling_types import SampleRequest, SamplingResult, StepUpdate
+from prdit_app.sampling_types import SampleRequest, SamplingResult, StepUpdate, fill_sampler_combo
 from prdit_app.state import ViewerState
 from prdit_app.worker import SamplingController
 
@@ -126,8 +126,8 @@ class EditPanel(QWidget):
         self.model_label.setWordWrap(True)
         self.model_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.sampler_combo = QComboBox()
-        self.sampler_combo.addItem("hot (predictor-corrector)", "hot")
-        self.sampler_combo.addItem("cold (deterministic)", "cold")
+        fill_sampler_combo(self.sampler_combo)
+        self.sampler_combo.currentIndexChanged.connect(lambda _i: self._update_enabled())
         self.k_spin = QSpinBox()
         self.k_spin.setRange(1, 16)
         self.k_spin.setValue(2)
@@ -358,6 +358,7 @@ class EditPanel(QWidget):
         self.undo_button.setEnabled(not running and bool(self.undo_stack))
         for w in (self.sampler_combo, self.k_spin, self.steps_spin, self.seed_spin, self.end_combo):
             w.setEnabled(not running)
+        self.k_spin.setEnabled(not running and self.sampler_combo.currentData() == "hot")
 
     # ------------------------------------------------------------------ worker signals
     def _on_step(self, update: StepUpdate) -> None:

@@ -45,7 +45,7 @@ from prdit.sampler_defaults import SamplerDefaults
 from prdit.volume import Volume
 from prdit_app.app_model import AppModel
 from prdit_app.dialogs import show_error
-from prdit_app.sampling_types import SampleRequest, SamplingResult, StepUpdate
+from prdit_app.sampling_types import SampleRequest, SamplingResult, StepUpdate, fill_sampler_combo
 from prdit_app.step_source import StepSource, estimate_request, make_volume, sample_metadata
 from prdit_app.trajectory import TrajectoryStore, TrajectoryWidget
 from prdit_app.worker import SamplingController, preload_engine
@@ -139,6 +139,11 @@ def estimate_summary(est: Any, precision: str) -> str:
     )
 
 
+def nfe_of(steps: int) -> int:
+    """Network evaluations of a walk of ``steps`` events: the last, at t = 0, needs none."""
+    return max(1, steps - 1)
+
+
 def format_eta(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "ETA –"
@@ -226,8 +231,7 @@ class GeneratePanel(QWidget):
         self.model_info_label.setObjectName("modelInfo")
 
         self.sampler_combo = QComboBox()
-        self.sampler_combo.addItem("hot (predictor-corrector)", "hot")
-        self.sampler_combo.addItem("cold (deterministic)", "cold")
+        fill_sampler_combo(self.sampler_combo)
         self.sampler_combo.setToolTip(
             "hot: the paper's best sampler (stochastic corrector); cold: deterministic"
         )
@@ -239,7 +243,10 @@ class GeneratePanel(QWidget):
         self.steps_spin = QSpinBox()
         self.steps_spin.setRange(1, 1000)
         self.steps_spin.setValue(50)
-        self.steps_spin.setToolTip("Respaced sampling steps (the model was trained with 1000)")
+        self.steps_spin.setToolTip(
+            "Sampling steps (the model was trained with 1000); network evaluations = steps - 1, the "
+            "last step lands at t = 0 without one. v2m / v2m-sde need far fewer (docs/sampling.md)"
+        )
         self.seed_spin = QSpinBox()
         self.seed_spin.setRange(0, _MAX_SEED)
         self.seed_spin.setValue(0)
@@ -463,7 +470,7 @@ class GeneratePanel(QWidget):
         self.draw_ms_max = 0.0
         self.progress.setRange(0, request.steps)
         self.progress.setValue(0)
-        self.step_label.setText(f"Step 0/{request.steps}")
+        self.step_label.setText(f"Step 0/{request.steps} · NFE {nfe_of(request.steps)}")
         self.rate_label.setText("– steps/s")
         self.eta_label.setText("ETA –")
         self.status_label.setText("Starting…")
@@ -551,7 +558,7 @@ class GeneratePanel(QWidget):
         done = update.index + 1
         self.progress.setRange(0, update.total)
         self.progress.setValue(done)
-        self.step_label.setText(f"Step {done}/{update.total}")
+        self.step_label.setText(f"Step {done}/{update.total} · NFE {nfe_of(update.total)}")
         self.rate_label.setText(f"{update.steps_per_s:.2f} steps/s")
         self.eta_label.setText(format_eta(update.eta_s))
         b = min(self.trajectory.sample, update.x0_hu.shape[0] - 1)

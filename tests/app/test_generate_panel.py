@@ -159,7 +159,7 @@ def test_run_streams_into_the_views_then_scrubs(qtbot, panel):
     _wait_idle(qtbot, panel)
     result = finished[0]
     assert result.status == "done" and panel.controller.worker.steps_emitted == 10
-    assert panel.progress.value() == 10 and panel.step_label.text() == "Step 10/10"
+    assert panel.progress.value() == 10 and panel.step_label.text() == "Step 10/10 · NFE 9"
     assert panel.start_button.isEnabled() and not panel.cancel_button.isEnabled()
     streamed = [v for v in panel.shown_log if "generated" in v.metadata]
     assert 1 <= len(streamed) <= 10 + 1  # the views may skip steps

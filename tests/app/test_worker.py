@@ -216,13 +216,16 @@ def _tiny_checkpoint(path: Path) -> Path:
     return path
 
 
-def test_real_sampler_streams_each_step_from_a_checkpoint(qtbot, tmp_path):
+@pytest.mark.parametrize("sampler", ["hot", "v2m-sde"])
+def test_real_sampler_streams_each_step_from_a_checkpoint(qtbot, tmp_path, sampler):
     pytest.importorskip("prdit.diffusion")
     ckpt = _tiny_checkpoint(tmp_path / "tiny.safetensors")
     controller = SamplingController()
     shown = []
     controller.stepReady.connect(shown.append)
-    request = SampleRequest(checkpoint=ckpt, sampler="hot", steps=6, k=2, seed=3, num_samples=2, device="cpu")
+    request = SampleRequest(
+        checkpoint=ckpt, sampler=sampler, steps=6, k=2, seed=3, num_samples=2, device="cpu"
+    )
     worker, results, failures = _run(qtbot, controller, request, None, timeout=60000)
     assert failures == []
     result = results[0]
@@ -239,7 +242,7 @@ def test_real_sampler_streams_each_step_from_a_checkpoint(qtbot, tmp_path):
 
     model, info = load_for_inference(ckpt, "cpu")
     gens = [torch.Generator().manual_seed(4)]
-    final = diffusion.run_to_end(diffusion.sample(model, (1, 1, 16, 16, 16), "hot", 6, 2, generator=gens))
+    final = diffusion.run_to_end(diffusion.sample(model, (1, 1, 16, 16, 16), sampler, 6, 2, generator=gens))
     np.testing.assert_allclose(result.volumes[1].array, info.hu_window.to_hu(final[0, 0].numpy()), atol=1e-3)
 
 
