@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from prdit.sampler_names import SAMPLERS
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="a run folder, a step_* folder of one, or a checkpoint file")
@@ -27,6 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--recommend-steps", type=int, metavar="N", help="record the sampling step count it was tuned for"
+    )
+    parser.add_argument(
+        "--recommend-sampler",
+        choices=SAMPLERS,
+        help="record the sampler it was tuned for (default hot; benchmarks/sampler_quality.py)",
     )
     parser.add_argument("--recommend-note", metavar="TEXT", help="how the recommendation was measured")
     parser.add_argument(
@@ -51,19 +58,20 @@ def run(args: argparse.Namespace) -> int:
 
     output_file(args.out, "OUT")
     sampling = None
-    if args.recommend_k is not None or args.recommend_steps is not None:
+    if args.recommend_k is not None or args.recommend_steps is not None or args.recommend_sampler:
         k = PAPER_K if args.recommend_k is None else args.recommend_k
+        sampler = args.recommend_sampler or "hot"
         # built twice so that the error names the flag that is wrong
         for flag, fields in (
-            ("--recommend-k", {"k": k}),
-            ("--recommend-steps", {"k": k, "steps": args.recommend_steps}),
+            ("--recommend-k", {"k": k, "sampler": sampler}),
+            ("--recommend-steps", {"k": k, "steps": args.recommend_steps, "sampler": sampler}),
         ):
             try:
                 sampling = SamplerDefaults(**fields)
             except ValueError as exc:
                 raise CliError(f"{flag}: {exc}") from None
     elif args.recommend_note:
-        raise CliError("--recommend-note needs --recommend-k or --recommend-steps")
+        raise CliError("--recommend-note needs --recommend-sampler, --recommend-k or --recommend-steps")
     display = None
     if args.recommend_window:
         try:

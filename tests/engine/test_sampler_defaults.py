@@ -121,3 +121,18 @@ def test_a_display_window_is_recorded_shown_and_checked(exported, tmp_path, caps
     assert "--recommend-window: display window width must be between 1 and 100000" in capsys.readouterr().err
     with pytest.raises(ValueError, match="metadata 'display'"):
         DisplayWindow.from_meta({"display": {"width": 3}}, source="m")
+
+
+def test_a_model_can_recommend_a_multistep_solver(exported, tmp_path, capsys):
+    out = tmp_path / "v2m.safetensors"
+    argv = ["export-model", str(exported / "run"), str(out), "--recommend-sampler", "v2m-sde"]
+    assert cli_main([*argv, "--recommend-steps", "11"]) == 0
+    _, info = ckpt.load_for_inference(out)
+    assert info.sampler_defaults == SamplerDefaults("v2m-sde", 2, 11, recommended=True)
+    assert cli_main(["info", str(out)]) == 0
+    assert "v2m-sde, 11 steps (recommended by the model)" in capsys.readouterr().out
+    samples = tmp_path / "s"
+    common = ["--no-preview", "--no-progress", "--device", "cpu", "--count", "1", "--out", str(samples)]
+    assert cli_main(["sample", str(out), *common]) == 0
+    side = _sidecar(samples)
+    assert side["sampler"] == "v2m-sde" and side["steps"] == 11 and side["k"] is None
