@@ -18,6 +18,11 @@ from typing import Any
 from prdit.sampler_names import SAMPLERS
 
 PAPER_K = 2
+#: Steps for a model that recommends none (hot, k = 2): 21 steps = 20 network evaluations, the
+#: cheapest setting that reached the 250-step row's FID, KID, HU W1 and anatomy on
+#: benchmarks/sampler_quality.py (docs/sampling.md); the paper's 250 took 12x longer and scored no
+#: better on the bundled models.
+DEFAULT_STEPS = 21
 META_KEY = "sampling"
 DISPLAY_META_KEY = "display"
 

@@ -84,3 +84,28 @@ def export_model(
     out.parent.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(out, save(plain_state(state), metadata=meta_to_str(out_meta)), fsync=True)
     return out
+
+
+def restamp_model(
+    model_file: str | Path,
+    out: str | Path,
+    sampling: SamplerDefaults | None = None,
+    sampling_note: str | None = None,
+    display: DisplayWindow | None = None,
+) -> Path:
+    """A single-file model with new recommendations and the same tensors, bit for bit (a benchmark
+    chose better sampler settings; re-exporting would re-quantize). Only ``sampling`` (and
+    ``display``) change in the metadata; ``None`` keeps what the file has."""
+    state, meta = load_safetensors(model_file)
+    if not meta.get("model_name") or not meta.get("input_size"):
+        raise CheckpointError(f"{model_file}: not a prdit single-file model (no model_name/input_size)")
+    if sampling is not None:
+        meta[SAMPLING_META_KEY] = sampling.to_meta(sampling_note)
+    if display is not None:
+        meta[DISPLAY_META_KEY] = display.to_meta()
+    from safetensors.torch import save
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(out, save(plain_state(state), metadata=meta_to_str(meta)), fsync=True)
+    return out

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from prdit.checkpoint import export_model, load_for_inference
+    from prdit.checkpoint import CheckpointError, export_model, load_for_inference
     from prdit.cli import CliError
     from prdit.cli.paths import output_file
     from prdit.sampler_defaults import PAPER_K, DisplayWindow, SamplerDefaults
@@ -78,16 +78,31 @@ def run(args: argparse.Namespace) -> int:
             display = DisplayWindow(*args.recommend_window)
         except ValueError as exc:
             raise CliError(f"--recommend-window: {exc}") from None
-    out = export_model(
-        args.checkpoint,
-        args.out,
-        use_ema=args.weights == "ema",
-        dtype=getattr(torch, args.dtype),
-        quantize=None if args.quantize == "none" else args.quantize,
-        sampling=sampling,
-        sampling_note=args.recommend_note,
-        display=display,
-    )
+    if Path(args.checkpoint).is_file() and Path(args.checkpoint).suffix == ".safetensors":
+        # an exported model: new recommendations, the tensors copied as they are (no re-quantizing)
+        from prdit.checkpoint.export import restamp_model
+
+        if sampling is None and display is None:
+            raise CliError(
+                f"{args.checkpoint} is already a single-file model; give --recommend-sampler/-k/-steps or "
+                "--recommend-window to record new recommendations in a copy"
+            )
+        try:
+            out = restamp_model(args.checkpoint, args.out, sampling, args.recommend_note, display)
+        except CheckpointError as exc:
+            raise CliError(str(exc)) from None
+        print(f"{args.checkpoint}: tensors copied unchanged, recommendations replaced")
+    else:
+        out = export_model(
+            args.checkpoint,
+            args.out,
+            use_ema=args.weights == "ema",
+            dtype=getattr(torch, args.dtype),
+            quantize=None if args.quantize == "none" else args.quantize,
+            sampling=sampling,
+            sampling_note=args.recommend_note,
+            display=display,
+        )
     _, info = load_for_inference(out)  # proves the file loads before we report success
     size_mb = Path(out).stat().st_size / 1e6
     print(f"wrote {out} ({size_mb:.1f} MB): {info.display_name} sha256 {info.sha256[:16]}…")

@@ -19,6 +19,7 @@ from prdit.cli.precision import add_precision_argument, precision_for
 from prdit.cli.progress import add_progress_argument, progress_mode
 from prdit.cli.threads import add_threads_argument, threads_for_cpu
 from prdit.estimate import sampling_needs_check
+from prdit.sampler_defaults import DEFAULT_STEPS
 from prdit.sampler_names import SAMPLERS
 
 
@@ -35,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--steps",
         type=int,
         default=None,
-        help="sampler steps (default: what the model file recommends, else 250)",
+        help="sampler steps (default: what the model file recommends, else 21 = 20 network evaluations, "
+        "measured in docs/sampling.md)",
     )
     parser.add_argument(
         "--sampler",
@@ -160,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
     recommended = info.sampler_defaults
     args.sampler = args.sampler or recommended.sampler
     args.k = args.k or recommended.k
-    args.steps = args.steps or recommended.steps or 250
+    args.steps = args.steps or recommended.steps or DEFAULT_STEPS
     if dist.is_main and recommended.recommended:
         used = SamplerDefaults(args.sampler, args.k, args.steps).describe(origin=False)
         print(f"prdit sample: the model recommends {recommended.describe(origin=False)}; using {used}")

@@ -41,7 +41,7 @@ from PySide6.QtWidgets import (
 
 from prdit.model_info import ModelInfo
 from prdit.paths import bundled_models, resource
-from prdit.sampler_defaults import SamplerDefaults
+from prdit.sampler_defaults import DEFAULT_STEPS, SamplerDefaults
 from prdit.volume import Volume
 from prdit_app.app_model import AppModel
 from prdit_app.dialogs import show_error
@@ -420,8 +420,7 @@ class GeneratePanel(QWidget):
         """Start from the sampler settings the selected model was tuned for (the user can change them)."""
         self.sampler_combo.setCurrentIndex(max(0, self.sampler_combo.findData(defaults.sampler)))
         self.k_spin.setValue(defaults.k)
-        if defaults.steps is not None:
-            self.steps_spin.setValue(defaults.steps)
+        self.steps_spin.setValue(defaults.steps if defaults.steps is not None else DEFAULT_STEPS)
 
     # ------------------------------------------------------------------ settings
     def _sampler_changed(self) -> None:

@@ -136,3 +136,21 @@ def test_a_model_can_recommend_a_multistep_solver(exported, tmp_path, capsys):
     assert cli_main(["sample", str(out), *common]) == 0
     side = _sidecar(samples)
     assert side["sampler"] == "v2m-sde" and side["steps"] == 11 and side["k"] is None
+
+
+def test_an_exported_model_gets_new_recommendations_with_its_tensors_unchanged(exported, tmp_path, capsys):
+    from prdit.checkpoint.formats import load_safetensors
+
+    src = exported / "tuned.safetensors"
+    out = tmp_path / "restamped.safetensors"
+    argv = ["export-model", str(src), str(out), "--recommend-sampler", "hot", "--recommend-steps", "21"]
+    assert cli_main(argv) == 0
+    before, meta_before = load_safetensors(src)
+    after, meta_after = load_safetensors(out)
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert meta_after["sampling"] == {"sampler": "hot", "k": 2, "steps": 21}
+    assert {k: v for k, v in meta_after.items() if k != "sampling"} == {
+        k: v for k, v in meta_before.items() if k != "sampling"
+    }
+    assert cli_main(["export-model", str(src), str(tmp_path / "x.safetensors")]) != 0
+    assert "already a single-file model" in capsys.readouterr().err
