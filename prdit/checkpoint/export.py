@@ -96,7 +96,17 @@ def restamp_model(
     """A single-file model with new recommendations and the same tensors, bit for bit (a benchmark
     chose better sampler settings; re-exporting would re-quantize). Only ``sampling`` (and
     ``display``) change in the metadata; ``None`` keeps what the file has."""
-    state, meta = load_safetensors(model_file)
+    import json
+
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(model_file), framework="pt", device="cpu") as f:
+            raw_meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}  # as stored: int8 stays int8
+        meta = json.loads(raw_meta.get("prdit", "{}"))
+    except Exception as exc:  # safetensors raises its own error types
+        raise CheckpointError(f"{model_file}: not a readable prdit model file ({exc})") from exc
     if not meta.get("model_name") or not meta.get("input_size"):
         raise CheckpointError(f"{model_file}: not a prdit single-file model (no model_name/input_size)")
     if sampling is not None:

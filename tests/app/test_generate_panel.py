@@ -95,7 +95,7 @@ def test_selecting_a_model_applies_its_recommended_sampler(qtbot, tmp_path):
     assert (p.k_spin.value(), p.steps_spin.value(), p.request().k) == (4, 30, 4)
     assert "hot, k = 4, 30 steps (recommended by the model)" in p.model_info_label.text()
     p.model_combo.setCurrentIndex(p.model_combo.findText("other", Qt.MatchFlag.MatchStartsWith))
-    assert p.k_spin.value() == 2 and p.steps_spin.value() == 30  # no step recommendation: kept
+    assert p.k_spin.value() == 2 and p.steps_spin.value() == 21  # none recommended: the measured default
     assert "(paper default)" in p.model_info_label.text()
     p.model_combo.setCurrentIndex(0)
     p.k_spin.setValue(3)  # the user's own choice stands until they pick another model
