@@ -77,7 +77,16 @@ def oracle_table(nfes: list[int]) -> dict:
     return out
 
 
-def quality(model_name: str, nfes: list[int], count: int, sets: int, heldout: int, batch: int) -> dict:
+def quality(
+    model_name: str,
+    nfes: list[int],
+    count: int,
+    sets: int,
+    heldout: int,
+    batch: int,
+    samplers: tuple[str, ...] = SAMPLERS,
+    first_set: int = 0,
+) -> dict:
     from prdit.checkpoint import load_for_inference
     from prdit.data.anatomy import ANATOMY_KEYS, measure_anatomy
     from prdit.data.phantom import generate_phantom
@@ -106,9 +115,9 @@ def quality(model_name: str, nfes: list[int], count: int, sets: int, heldout: in
         [extractor.extract(np.stack([v.array for v in real[i : i + 8]])) for i in range(0, heldout, 8)]
     )
     rows: list[dict] = []
-    for name in SAMPLERS:
+    for name in samplers:
         for nfe in nfes:
-            for j in range(sets):
+            for j in range(first_set, first_set + sets):
                 t0 = time.perf_counter()
                 vols = []
                 with torch.inference_mode():
@@ -257,6 +266,8 @@ def main() -> int:
     ap.add_argument("--heldout", type=int, default=64)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--samplers", default=",".join(SAMPLERS), help="comma-separated (default: all four)")
+    ap.add_argument("--first-set", type=int, default=0, help="seed set to start at (add sets to a run)")
     ap.add_argument("--oracle-only", action="store_true")
     ap.add_argument("--out", type=Path, default=Path("runs/sampler-quality"))
     args = ap.parse_args()
@@ -265,7 +276,13 @@ def main() -> int:
     results: dict = {"oracle": oracle_table([5, 10, 20, 40, 80, 160])}
     print(markdown(results), flush=True)
     if not args.oracle_only:
-        results["quality"] = quality(args.model, nfes, args.count, args.sets, args.heldout, args.batch)
+        samplers = tuple(s for s in args.samplers.split(",") if s)
+        unknown = sorted(set(samplers) - set(SAMPLERS))
+        if unknown:
+            ap.error(f"--samplers: unknown {', '.join(unknown)} (choose from {', '.join(SAMPLERS)})")
+        results["quality"] = quality(
+            args.model, nfes, args.count, args.sets, args.heldout, args.batch, samplers, args.first_set
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results))
     plot(results, args.out)

@@ -24,9 +24,15 @@ assert tuple(SAMPLER_LABELS) == SAMPLERS
 
 
 def fill_sampler_combo(combo) -> None:
-    """The samplers, labelled, with their engine names as item data."""
+    """The samplers, labelled, with their engine names as item data.
+
+    The closed combo sizes to a short text (its popup still shows the whole label), so the panels
+    that hold it stay usable in a ~400 px dock.
+    """
     for name, label in SAMPLER_LABELS.items():
         combo.addItem(label, name)
+    combo.setSizeAdjustPolicy(combo.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(16)
 
 
 # --------------------------------------------------------------------------- data passed to the GUI

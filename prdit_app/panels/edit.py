@@ -140,6 +140,8 @@ class EditPanel(QWidget):
         self.end_combo = QComboBox()
         self.end_combo.addItem("denoised (fewer seams, closer HU)", "denoised")
         self.end_combo.addItem("sample (the model's own texture)", "sample")
+        self.end_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.end_combo.setMinimumContentsLength(16)
         self.end_combo.setToolTip(
             "The last volume: the sampler's final state, or the last denoised estimate with the known "
             "voxels enforced (docs/editing.md measures both)"
