@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -60,6 +61,12 @@ class ModelConfig:
     # Stage 3 only: where the base's upsampled image lands: "block" (the spec: block centres) or
     # "picked" (the voxels nearest downsampling fed it; no drift, see prdit/models/highres.py).
     highres_alignment: Literal["block", "picked"] = "block"
+    # Stage 3 only: how the base's noise answer reaches full resolution: "nearest" (the spec) or
+    # "implied" (from the noisy input and the upsampled image; a fresh model starts ~6x closer,
+    # see prdit/models/highres.py implied_noise), with highres_noise_image_var the assumed variance
+    # of the upsampled image's error in [-1, 1] data units.
+    highres_noise: Literal["nearest", "implied"] = "nearest"
+    highres_noise_image_var: float = 0.01
     # Stage 2 only: train the whole model (local denoiser and global branch) jointly from random
     # weights instead of loading a frozen stage-1 checkpoint. Not the paper's recipe: it is the
     # from-scratch baseline that stage-3 reuse is measured against (benchmarks/reuse_cost.py).
@@ -392,6 +399,8 @@ def validate(cfg: Config, world_size: int = 1) -> Config:
             raise ConfigError("model.highres_width: only used by stage 3")
         if cfg.model.highres_alignment != "block":
             raise ConfigError("model.highres_alignment: only used by stage 3")
+        if cfg.model.highres_noise != "nearest":
+            raise ConfigError("model.highres_noise: only used by stage 3")
         model_spec(cfg.model.name, "model.input_size", cfg.model.input_size)
         return cfg
     # Stage 3: a frozen base at base_size reused at input_size (an integer multiple of it).
@@ -413,6 +422,12 @@ def validate(cfg: Config, world_size: int = 1) -> Config:
     w = cfg.model.highres_width
     if w is not None and (isinstance(w, bool) or not isinstance(w, int) or w < 1):
         raise ConfigError(f"model.highres_width: must be a positive integer or null, got {w!r}")
+    v = cfg.model.highres_noise_image_var
+    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < math.inf:
+        raise ConfigError(
+            f"model.highres_noise_image_var: must be a positive number (the upsampled image's error "
+            f"variance in [-1, 1] units, e.g. 0.01), got {v!r}"
+        )
     return cfg
 
 

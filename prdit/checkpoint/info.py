@@ -188,6 +188,25 @@ def _mib(n: int) -> str:
 STAGES = {1: "local denoiser", 2: "global refiner", 3: "high resolution"}
 
 
+def _branch_line(config: Any) -> str | None:
+    """How a stage-3 model joins its frozen base (from the stored model config), or None."""
+    if isinstance(config, str):
+        try:
+            config = json.loads(config)
+        except ValueError:
+            return None
+    if not isinstance(config, dict) or "base" not in config:
+        return None
+    width = config.get("branch_width") or "p^3"
+    noise = config.get("noise", "nearest")
+    if noise == "implied":
+        noise = f"implied (image error variance {config.get('noise_image_var')})"
+    return (
+        f"patch {config.get('patch')}, stride {config.get('stride')}, width {width}; "
+        f"base image {config.get('alignment', 'block')}-aligned, noise {noise}"
+    )
+
+
 def format_summary(s: CheckpointSummary) -> list[str]:
     """Lines for the terminal (the first names the path and form; the rest are indented facts)."""
     head = f"{s.source}: {s.form}"
@@ -208,6 +227,9 @@ def format_summary(s: CheckpointSummary) -> list[str]:
         if s.stage == 3 and s.base_size:
             size += f" (base model at {s.base_size}^3)"
         add("input size", size)
+        branch = _branch_line(s.meta.get("model_config"))
+        if branch:
+            add("stage-3 branch", branch)
     else:
         add("input size", "not recorded: pass it to prdit sample (e.g. --input-size 128)")
     add("step", f"{s.step:,}" if s.step is not None else "not recorded")

@@ -62,6 +62,10 @@ def build_model_from_config(config: PRDiTConfig | HighResConfig | dict) -> PRDiT
             patch=config.patch,
             width=config.branch_width,
             alignment=config.alignment,
+            noise=config.noise,
+            noise_image_var=config.noise_image_var,
+            noise_scale=config.noise_scale,
+            num_timesteps=config.num_timesteps,
         )
     cfg = PRDiTConfig.from_dict(config) if isinstance(config, dict) else config
     canonical = model_config(cfg.name, cfg.input_size, cfg.in_channels, cfg.out_channels, cfg.attention)

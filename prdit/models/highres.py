@@ -6,6 +6,11 @@ Spec section 5. For a noisy volume ``x`` at the high resolution:
    averaging) keeps the per-voxel noise level the base model was trained on.
 2. ``(n_lo, x0_lo) = base(x_lo, t)`` with the base frozen and run without gradients.
 3. Upsample: the image channel trilinearly (align_corners False), the noise channel nearest.
+   ``noise="implied"`` (ours, not the spec's) instead derives the noise at full resolution from
+   ``x`` and the upsampled image (:func:`implied_noise`): the base's noise answer is right only on
+   the one voxel in ``f^3`` it was fed, so nearest upsampling hands the branch a noise estimate
+   worse than zero on the rest (a fresh 64^3 model on phantoms: loss 0.394 with nearest noise,
+   0.264 predicting zero noise, 0.062 implied; docs/bundled-model.md).
 4. Add a full-resolution correction from a new per-patch MLP denoiser (the stage-1 family: patch
    12, stride 8, pad 2) with its own timestep embedder. Its read-out starts at zero, so a fresh
    stage-3 model equals the upsampled base prediction, and its cost grows linearly with voxels.
@@ -63,6 +68,13 @@ class HighResConfig:
     # the base. "block" displaces each estimate by (f - 1) / 2 voxels along every axis, and the
     # bundled 64^3 model's samples drift ~5 mm (docs/bundled-model.md); "picked" does not.
     alignment: str = "block"
+    # How the base's noise answer reaches full resolution: "nearest" (the spec) or "implied"
+    # (:func:`implied_noise` from x and the upsampled image, which needs the diffusion's angle and
+    # noise scale, recorded here so a saved model keeps computing what it was trained with).
+    noise: str = "nearest"
+    noise_image_var: float = 0.01
+    noise_scale: float = 0.5
+    num_timesteps: int = 1000
 
     @property
     def branch(self) -> PRDiTConfig:
@@ -110,6 +122,33 @@ class HighResConfig:
 
 
 ALIGNMENTS = ("block", "picked")
+NOISE_FUSIONS = ("nearest", "implied")
+
+
+def implied_noise(
+    x: torch.Tensor,
+    image: torch.Tensor,
+    t: torch.Tensor,
+    noise_scale: float,
+    num_timesteps: int,
+    image_var: float,
+) -> torch.Tensor:
+    """The linear least-squares noise estimate given ``x = cos b x0 + sin b n`` and an image estimate.
+
+    ``x - cos(b) image = sin(b) n + cos(b) (x0 - image)``; with ``n`` of variance ``noise_scale^2``
+    and the image's error of variance ``image_var`` (independent), the best linear estimate of ``n``
+    is ``noise_scale^2 sin(b) (x - cos(b) image) / (noise_scale^2 sin^2(b) + image_var cos^2(b))``.
+    Near pure noise it is ``(x - cos b image) / sin b``, the noise the image implies; near clean data
+    it shrinks to zero instead of dividing the image's error by ``sin b``. Its mean squared error is
+    at most ``noise_scale^2`` (predicting zero) at every ``t``.
+    """
+    beta = (torch.pi / 2) * t.to(device=x.device, dtype=torch.float64) / num_timesteps
+    shape = (-1,) + (1,) * (x.ndim - 1)
+    cos = torch.cos(beta).reshape(shape)
+    sin = torch.sin(beta).reshape(shape)
+    var = noise_scale**2
+    gain = (var * sin / (var * sin**2 + image_var * cos**2)).to(x.dtype)
+    return gain * (x - cos.to(x.dtype) * image)
 
 
 def upsample_to_picked(lo: torch.Tensor, factor: int) -> torch.Tensor:
@@ -203,12 +242,18 @@ class HighResPRDiT(nn.Module):
         x_lo = F.interpolate(x, size=lo, mode="nearest")
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self._base_frozen):
             out_lo = self.base(x_lo, t)
-        c = self.config.in_channels
-        noise = F.interpolate(out_lo[:, :c], size=x.shape[2:], mode="nearest")
-        if self.config.alignment == "picked":
-            image = upsample_to_picked(out_lo[:, c:], self.config.factor)
+        cfg = self.config
+        c = cfg.in_channels
+        if cfg.alignment == "picked":
+            image = upsample_to_picked(out_lo[:, c:], cfg.factor)
         else:
             image = F.interpolate(out_lo[:, c:], size=x.shape[2:], mode="trilinear", align_corners=False)
+        if cfg.noise == "implied":
+            t_vec = torch.as_tensor(t, device=x.device)
+            t_vec = t_vec.expand(x.shape[0]) if t_vec.ndim == 0 else t_vec
+            noise = implied_noise(x, image, t_vec, cfg.noise_scale, cfg.num_timesteps, cfg.noise_image_var)
+        else:
+            noise = F.interpolate(out_lo[:, :c], size=x.shape[2:], mode="nearest")
         return torch.cat([noise, image], dim=1)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -228,10 +273,18 @@ def build_highres_model(
     patch: int = 12,
     width: int | None = None,
     alignment: str = "block",
+    noise: str = "nearest",
+    noise_image_var: float = 0.01,
+    noise_scale: float = 0.5,
+    num_timesteps: int = 1000,
 ) -> HighResPRDiT:
     """Wrap a trained low-resolution ``base_model`` (frozen) for ``input_size`` with a new residual
     branch of patch ``patch`` (stride 8, reflect pad ``(patch - 8) // 2``) and SwiGLU width
-    ``width`` (None: the token width ``patch^3``). The base may be a stage-3 model (a cascade)."""
+    ``width`` (None: the token width ``patch^3``). The base may be a stage-3 model (a cascade).
+
+    ``noise``: how the base's noise answer reaches full resolution ("nearest", the spec; "implied",
+    :func:`implied_noise` with the diffusion's ``noise_scale`` and ``num_timesteps`` and the assumed
+    variance ``noise_image_var`` of the upsampled image's error)."""
     if not isinstance(base_model, PRDiT | HighResPRDiT):
         raise TypeError(
             f"build_highres_model needs a PRDiT or stage-3 base model, got {type(base_model).__name__}"
@@ -246,6 +299,13 @@ def build_highres_model(
         raise ValueError(f"stage-3 branch patch must be one of {PATCHES}, got {patch}")
     if alignment not in ALIGNMENTS:
         raise ValueError(f"stage-3 alignment must be one of {ALIGNMENTS}, got {alignment!r}")
+    if noise not in NOISE_FUSIONS:
+        raise ValueError(f"stage-3 noise must be one of {NOISE_FUSIONS}, got {noise!r}")
+    for what, value in (("noise_image_var", noise_image_var), ("noise_scale", noise_scale)):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
+            raise ValueError(f"stage-3 {what} must be a positive number, got {value!r}")
+    if isinstance(num_timesteps, bool) or not isinstance(num_timesteps, int) or num_timesteps < 2:
+        raise ValueError(f"stage-3 num_timesteps must be an integer >= 2, got {num_timesteps!r}")
     if width is not None and (isinstance(width, bool) or not isinstance(width, int) or width < 1):
         raise ValueError(f"stage-3 branch width must be a positive integer (or None), got {width!r}")
     if not isinstance(input_size, int) or input_size <= bc.input_size or input_size % bc.input_size:
@@ -269,6 +329,10 @@ def build_highres_model(
         base=bc.to_dict(),
         branch_width=width,
         alignment=alignment,
+        noise=noise,
+        noise_image_var=float(noise_image_var),
+        noise_scale=float(noise_scale),
+        num_timesteps=int(num_timesteps),
     )
     config.branch.check_size(input_size)
     return HighResPRDiT(base_model, config)

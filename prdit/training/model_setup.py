@@ -66,6 +66,10 @@ def build_training_model(cfg: Config, hu_window: HUWindow, log: Callable[[str], 
         patch=cfg.model.highres_patch,
         width=cfg.model.highres_width,
         alignment=cfg.model.highres_alignment,
+        noise=cfg.model.highres_noise,
+        noise_image_var=cfg.model.highres_noise_image_var,
+        noise_scale=cfg.diffusion.noise_scale,
+        num_timesteps=cfg.diffusion.num_timesteps,
     )
     log(f"stage 3: {cfg.model.name} at {base_size}^3 loaded from {source} ({kind} weights) and frozen")
     return model

@@ -134,6 +134,14 @@ def test_stage_rules():
     assert ok.model.base_size == 16
     with pytest.raises(ConfigError, match="model.highres_width: must be a positive integer"):
         config_from_dict(TINY | {"stage": 3, "model": {**ok.model.__dict__, "highres_width": 0}})
+    with pytest.raises(ConfigError, match="model.highres_noise_image_var: must be a positive number"):
+        config_from_dict(TINY | {"stage": 3, "model": {**ok.model.__dict__, "highres_noise_image_var": -1}})
+    with pytest.raises(ConfigError, match="model.highres_noise"):
+        config_from_dict(TINY | {"stage": 3, "model": {**ok.model.__dict__, "highres_noise": "bilinear"}})
+    with pytest.raises(ConfigError, match="model.highres_noise: only used by stage 3"):
+        config_from_dict(
+            {**TINY, "model": {"name": "PRDiT-XS/10/0", "input_size": 16, "highres_noise": "implied"}}
+        )
     s2 = {"name": "PRDiT-XS/10/1", "input_size": 16, "from_scratch": True}
     assert config_from_dict({**TINY, "stage": 2, "model": s2}).model.from_scratch
     with pytest.raises(ConfigError, match="model.init_from must be empty"):

@@ -117,6 +117,70 @@ def test_picked_alignment_puts_the_base_answer_where_its_input_came_from():
     assert again.config.alignment == "picked"
     with pytest.raises(ValueError, match="alignment must be one of"):
         build_highres_model(base, input_size=32, patch=10, alignment="centre")
+    implied = build_highres_model(base, input_size=32, patch=10, noise="implied", noise_scale=0.7)
+    again = build_model_from_config(implied.config.to_dict())
+    assert (again.config.noise, again.config.noise_scale) == ("implied", 0.7)
+    legacy = {k: v for k, v in hr.config.to_dict().items() if not k.startswith(("noise", "num_timesteps"))}
+    assert build_model_from_config(legacy).config.noise == "nearest"  # files saved before the option
+    with pytest.raises(ValueError, match="noise must be one of"):
+        build_highres_model(base, input_size=32, patch=10, noise="trilinear")
+    with pytest.raises(ValueError, match="noise_image_var must be a positive number"):
+        build_highres_model(base, input_size=32, patch=10, noise="implied", noise_image_var=0)
+
+
+def test_implied_noise_is_the_least_squares_noise_given_the_image():
+    """Against the truth, the implied estimate never does worse than predicting zero noise, beats
+    dividing by sin(b) near clean data, and beats the nearest-upsampled base noise, which is
+    independent noise on 7 of every 8 voxels."""
+    from prdit.models.highres import implied_noise
+
+    g = torch.Generator().manual_seed(0)
+    diffusion = IaNDiffusion()
+    x0 = torch.rand(4, 1, 16, 16, 16, generator=g) * 2 - 1
+    image = x0 + 0.1 * torch.randn(x0.shape, generator=g)  # an image estimate with error variance 0.01
+    for t in (5, 100, 500, 900, 999):
+        tt = torch.full((4,), t)
+        eps = torch.randn(x0.shape, generator=g)
+        n = 0.5 * eps
+        x = diffusion.q_sample(x0, tt, eps)
+        est = implied_noise(x, image, tt, 0.5, 1000, 0.01)
+        err = ((est - n) ** 2).mean().item()
+        assert err <= 0.25 * 1.02, t  # never worse than zero
+        beta = diffusion.angle(float(t))
+        ratio = (x - torch.cos(torch.tensor(beta)) * image) / torch.sin(torch.tensor(beta))
+        ratio_err = ((ratio - n) ** 2).mean().item()
+        assert err <= ratio_err * 1.02, t
+        # the formula: sigma^2 s (x - c image) / (sigma^2 s^2 + v c^2)
+        c, s_ = torch.cos(torch.tensor(beta)), torch.sin(torch.tensor(beta))
+        expected = 0.25 * s_ * (x - c * image) / (0.25 * s_**2 + 0.01 * c**2)
+        torch.testing.assert_close(est, expected, rtol=1e-5, atol=1e-6)
+    # at t = 5 (nearly clean) the estimate must not blow up the image error by 1 / sin(b)
+    assert err < 0.25
+
+
+def test_implied_noise_starts_a_stage3_model_on_the_bundled_base_far_closer():
+    """On the shipped 32^3 model and 64^3 validation phantoms, a fresh stage-3 model's loss with the
+    implied noise is well below both the spec's nearest-upsampled noise and predicting zero noise."""
+    from prdit.checkpoint import load_for_inference
+    from prdit.data.datasets import PhantomDataset
+    from prdit.paths import resource
+
+    base = load_for_inference(resource("models", "fast-32.safetensors"))[0]
+    x0 = torch.stack([PhantomDataset(64, 4, seed_offset=100000)[i] for i in range(4)])
+    diffusion = IaNDiffusion()
+    g = torch.Generator().manual_seed(1)
+    losses = {}
+    for noise in ("nearest", "implied"):
+        hr = build_highres_model(base, input_size=64, patch=10, width=16, alignment="picked", noise=noise)
+        hr.eval()
+        g.manual_seed(1)
+        total = 0.0
+        with torch.inference_mode():
+            for _ in range(2):
+                total += float(diffusion.training_losses(hr, x0, generator=g)["loss"])
+        losses[noise] = total / 2
+    assert losses["implied"] < 0.5 * losses["nearest"], losses
+    assert losses["implied"] < 0.2, losses  # zero noise alone costs 0.25
 
 
 def test_stage3_rejects_bad_sizes():

@@ -206,3 +206,17 @@ def test_info_takes_a_bundled_name_and_survives_a_closed_pipe(tmp_path):
     )  # fmt: skip
     assert out.stdout.strip().endswith("fast-32.safetensors: exported model")
     assert "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr
+
+
+def test_info_says_how_a_stage3_model_joins_its_base():
+    from prdit.checkpoint.info import format_summary
+    from prdit.checkpoint.info import summarize_checkpoint as summarize
+    from prdit.paths import resource
+
+    lines = format_summary(summarize(resource("models", "default.safetensors")))
+    branch = next(line for line in lines if "stage-3 branch:" in line)
+    assert "patch 10, stride 8, width 192" in branch and "picked-aligned" in branch
+    assert not any(
+        "stage-3 branch" in line
+        for line in format_summary(summarize(resource("models", "fast-32.safetensors")))
+    )
