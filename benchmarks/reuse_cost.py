@@ -142,6 +142,30 @@ def report(out: Path) -> dict:
             f"{last['step'] * sec_b / 60:.1f} min at its step time = "
             f"{last['step'] * sec_b / t_a:.2f}x stage 3's time)"
         )
+    # the same question at every loss stage 3 passed through: how long each arm needed to get there
+    levels = []
+    for step, _secs, val in a["curve"]:
+        hit = first_reaching(b["curve"], val)
+        levels.append(
+            {
+                "val_loss_ema": val,
+                "stage3_step": step,
+                "scratch_step": hit[0] if hit else None,
+                "ratio": (step * sec_a) / (hit[0] * sec_b) if hit else None,
+            }
+        )
+    result["levels"] = levels
+    print("\nEMA val loss  stage 3 step  scratch step  time ratio (step times while both ran)")
+    for row in levels:
+        if row["scratch_step"] is None:
+            bound = row["stage3_step"] * sec_a / (last["step"] * sec_b)
+            never = f"not by {last['step']} (ratio < {bound:.2f})"
+            print(f"{row['val_loss_ema']:.4f}        {row['stage3_step']:5d}         {never}")
+        else:
+            print(
+                f"{row['val_loss_ema']:.4f}        {row['stage3_step']:5d}         {row['scratch_step']:5d}"
+                f"         {row['ratio']:.2f}"
+            )
     print("\nstep  stage3_val_ema  scratch_val_ema")
     bmap = {s: v for s, _, v in b["curve"]}
     for s, _, v in a["curve"]:
