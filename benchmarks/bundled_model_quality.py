@@ -59,9 +59,9 @@ def write_untrained(model_file: Path, out: Path) -> None:
 
 
 def time_one_volume(
-    model_file: Path, steps: int, k: int, threads: int = 2, repeats: int = 3
+    model_file: Path, steps: int, k: int, threads: int = 2, repeats: int = 3, sampler: str = "hot"
 ) -> dict[str, float]:
-    """Seconds to sample one volume with the hot sampler on ``threads`` CPU threads.
+    """Seconds to sample one volume with ``sampler`` on ``threads`` CPU threads.
 
     Median of ``repeats`` runs, model already loaded (what the studio's Start button costs), plus
     the one-off load time.
@@ -81,7 +81,7 @@ def time_one_volume(
         for seed in range(repeats):
             g = torch.Generator().manual_seed(seed)
             t0 = time.perf_counter()
-            run_to_end(sample(model, shape, sampler="hot", steps=steps, k=k, generator=g))
+            run_to_end(sample(model, shape, sampler=sampler, steps=steps, k=k, generator=g))
             runs.append(time.perf_counter() - t0)
     return {
         "load_s": load_s,
@@ -173,9 +173,11 @@ def main() -> int:
     ap.add_argument(
         "--k", type=int, default=None, help="hot-sampler k (default: the model file's recommendation)"
     )
+    ap.add_argument("--sampler", default=None, help="default: the model file's recommendation")
     args = ap.parse_args()
     rec = recommended(args.model)  # from the file's header: no need to build the model for it
     args.k = args.k or rec.k
+    args.sampler = args.sampler or rec.sampler
     args.steps = args.steps or rec.steps or 50
     args.size = model_size(args.model)
     out: Path = args.out
@@ -208,27 +210,38 @@ def main() -> int:
     )
     untrained = out / "untrained.safetensors"
     write_untrained(args.model, untrained)
-    common = ["--count", n, "--steps", str(args.steps), "--sampler", "hot", "--seed", "0"]
+    common = ["--count", n, "--steps", str(args.steps), "--seed", "0"]
     common += ["--no-preview", "--skip-existing", "--no-progress"]
-    k = ["--k", str(args.k)]
-    # a folder per k: --skip-existing must never mix volumes sampled with different settings
-    model_dir = out / f"model-k{args.k}"
+    k = ["--sampler", args.sampler, "--k", str(args.k)]
+    # a folder per setting: --skip-existing must never mix volumes sampled with different settings
+    model_dir = out / (f"model-k{args.k}" if args.sampler == "hot" else f"model-{args.sampler}-{args.steps}")
     prdit("sample", str(args.model), "--out", str(model_dir), *common, *k)
     prdit("sample", str(untrained), "--out", str(out / "ceiling"), *common, *k)
     rows = {"floor": out / "floor", "model": model_dir}
-    if args.k != 2:
-        prdit("sample", str(args.model), "--out", str(out / "model-k2"), *common, "--k", "2")
+    if args.sampler != "hot" or args.k != 2:
+        prdit(
+            "sample", str(args.model), "--out", str(out / "model-k2"), *common, "--sampler", "hot", "--k", "2"
+        )
         rows["model-k2"] = out / "model-k2"
     if args.baseline is not None:
         base_rec, base_size = recommended(args.baseline), model_size(args.baseline)
         base_dir = out / f"baseline-{base_size}"
-        base_args = ["--count", n, "--sampler", "hot", "--seed", "0", "--no-preview", "--skip-existing"]
+        base_args = [
+            "--count",
+            n,
+            "--sampler",
+            base_rec.sampler,
+            "--seed",
+            "0",
+            "--no-preview",
+            "--skip-existing",
+        ]
         base_args += ["--no-progress", "--k", str(base_rec.k), "--steps", str(base_rec.steps or 50)]
         prdit("sample", str(args.baseline), "--out", str(base_dir), *base_args)
         write_upsampled(base_dir, out / f"upsampled-{base_size}", args.size)
         rows[f"upsampled-{base_size}"] = out / f"upsampled-{base_size}"
     rows["ceiling"] = out / "ceiling"
-    timing = time_one_volume(args.model, args.steps, args.k)
+    timing = time_one_volume(args.model, args.steps, args.k, sampler=args.sampler)
 
     results: dict[str, dict] = {}
     heldout = anatomy_table(out / "heldout")

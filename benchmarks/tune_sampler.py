@@ -14,6 +14,7 @@ against validation phantoms: the trainer's own held-out validation seeds (``phan
 * the seed-to-seed spread of both: the standard deviation over ``--bootstrap`` resamples of the
   samples, so that a choice is only made where the difference is larger than the noise.
 
+``--samplers hot,cold,v2m-sde`` adds other samplers (``--k`` applies to hot only).
 The rule, fixed before any run: (1) keep the settings whose worst-measure fraction is within
 two spreads of the best; (2) of those, keep the ones whose W1 is within two spreads of the
 lowest; (3) of those, the fewest steps (a user waits for every step), then the smallest k.
@@ -67,10 +68,13 @@ def choose(results: list[dict]) -> dict:
     tier = [
         r for r in tier if close(r["hu_w1"], r["hu_w1_spread"], best_w1["hu_w1"], best_w1["hu_w1_spread"])
     ]
-    return sorted(tier, key=lambda r: (r["steps"], r["k"]))[0]
+    return sorted(tier, key=lambda r: (r["steps"], r["k"] or 0))[0]
 
 
-def score(model_file: Path, settings: list[tuple[int, int]], count: int, val_count: int, threads: int,
+Setting = tuple[str, int | None, int]  # (sampler, hot k or None, steps)
+
+
+def score(model_file: Path, settings: list[Setting], count: int, val_count: int, threads: int,
           bootstrap: int) -> dict:  # fmt: skip
     import torch
 
@@ -94,13 +98,13 @@ def score(model_file: Path, settings: list[tuple[int, int]], count: int, val_cou
     for v in val:
         val_hist.add(v.array)
     results = []
-    for k, steps in settings:
+    for sampler, k, steps in settings:
         t0 = time.perf_counter()
         rows, hists = [], []
         with torch.inference_mode():
             for i in range(count):
                 g = torch.Generator().manual_seed(1000 + i)
-                x = run_to_end(sample(model, (1, 1, size, size, size), "hot", steps, k, generator=g))
+                x = run_to_end(sample(model, (1, 1, size, size, size), sampler, steps, k or 2, generator=g))
                 vol = to_volume(x[0], info)
                 rows.append(measure_anatomy(vol))
                 h = HUHistogram()
@@ -120,6 +124,7 @@ def score(model_file: Path, settings: list[tuple[int, int]], count: int, val_cou
         idx = np.arange(count)
         results.append(
             {
+                "sampler": sampler,
                 "k": k,
                 "steps": steps,
                 "inside_range": inside,
@@ -140,7 +145,7 @@ def score(model_file: Path, settings: list[tuple[int, int]], count: int, val_cou
         "validation_range": {key: [reference[key]["real_min"], reference[key]["real_max"]] for key in keys},
         "validation_mean": {key: reference[key]["real_mean"] for key in keys},
         "results": results,
-        "best": {"k": best["k"], "steps": best["steps"]},
+        "best": {"sampler": best["sampler"], "k": best["k"], "steps": best["steps"]},
     }
 
 
@@ -161,15 +166,34 @@ def main() -> int:
     ap.add_argument("--val-count", type=int, default=100, help="validation phantoms (default 100)")
     ap.add_argument("--bootstrap", type=int, default=200, help="resamples for the spread (default 200)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--samplers",
+        default="hot",
+        help="comma-separated samplers to try (default hot; k applies to hot only)",
+    )
     args = ap.parse_args()
-    settings = [(k, s) for s in _ints(args.steps, "--steps") for k in _ints(args.k, "--k")]
+    from prdit.sampler_names import SAMPLERS
+
+    samplers = [v for v in args.samplers.split(",") if v.strip()]
+    unknown = sorted(set(samplers) - set(SAMPLERS))
+    if unknown or not samplers:
+        ap.error(
+            f"--samplers: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(SAMPLERS)}"
+        )
+    settings: list[tuple[str, int | None, int]] = []
+    for steps in _ints(args.steps, "--steps"):
+        for name in samplers:
+            settings += (
+                [(name, k, steps) for k in _ints(args.k, "--k")] if name == "hot" else [(name, None, steps)]
+            )
     summary = score(args.model, settings, args.count, args.val_count, args.threads, args.bootstrap)
     args.out.mkdir(parents=True, exist_ok=True)
     from prdit.atomic import write_text_atomic
 
     write_text_atomic(args.out / "summary.json", json.dumps(summary, indent=2))
     best = summary["best"]
-    print(f"best: k = {best['k']}, {best['steps']} steps  (written to {args.out / 'summary.json'})")
+    k = f", k = {best['k']}" if best["k"] else ""
+    print(f"best: {best['sampler']}{k}, {best['steps']} steps  (written to {args.out / 'summary.json'})")
     return 0
 
 
