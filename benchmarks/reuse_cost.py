@@ -24,7 +24,8 @@ The report reads both runs' ``metrics.jsonl``:
     python benchmarks/reuse_cost.py --out runs/reuse-cost              # run both arms, then report
     python benchmarks/reuse_cost.py --out runs/reuse-cost --report     # report on finished runs
 
-``--scratch-factor F`` stops the scratch arm (``STOP`` file: it checkpoints and exits) once it has
+``--stage3-config FILE`` measures another stage-3 preset against the same scratch arm (e.g.
+``benchmarks/configs/stage3-implied-64.yaml``). ``--scratch-factor F`` stops the scratch arm (``STOP`` file: it checkpoints and exits) once it has
 trained F times as long as stage 3 took, or once it reaches stage 3's final loss. Results for the
 bundled model are in docs/bundled-model.md.
 """
@@ -175,11 +176,11 @@ def report(out: Path) -> dict:
     return result
 
 
-def run(out: Path, threads: int, scratch_factor: float, overrides: list[str]) -> None:
+def run(out: Path, threads: int, scratch_factor: float, overrides: list[str], arms: dict[str, Path]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     procs = {}
-    for name, config in ARMS.items():
+    for name, config in arms.items():
         cmd = [
             sys.executable,
             "-m",
@@ -235,12 +236,20 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="override a config key in both arms (e.g. train.max_steps=500 for a quick look)",
     )
+    ap.add_argument(
+        "--stage3-config",
+        type=Path,
+        default=ARMS["stage3"],
+        help="the stage-3 arm's preset (default: the shipped 64^3 model's)",
+    )
     ap.add_argument("--report", action="store_true", help="only report on the runs already in --out")
     args = ap.parse_args(argv)
+    if not args.stage3_config.is_file():
+        ap.error(f"--stage3-config: {args.stage3_config} is not a file")
     if args.report:
         report(args.out)
     else:
-        run(args.out, args.threads, args.scratch_factor, args.set)
+        run(args.out, args.threads, args.scratch_factor, args.set, {**ARMS, "stage3": args.stage3_config})
     return 0
 
 
