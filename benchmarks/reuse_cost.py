@@ -25,9 +25,9 @@ The report reads both runs' ``metrics.jsonl``:
     python benchmarks/reuse_cost.py --out runs/reuse-cost --report     # report on finished runs
 
 ``--stage3-config FILE`` measures another stage-3 preset against the same scratch arm (e.g.
-``benchmarks/configs/stage3-implied-64.yaml``). ``--scratch-factor F`` stops the scratch arm (``STOP`` file: it checkpoints and exits) once it has
-trained F times as long as stage 3 took, or once it reaches stage 3's final loss. Results for the
-bundled model are in docs/bundled-model.md.
+``benchmarks/configs/stage3-implied-64.yaml``). ``--scratch-factor F`` stops the scratch arm
+(``STOP`` file: it checkpoints and exits) once it has trained F times as long as stage 3 took, or
+once it reaches stage 3's final loss. Results for the bundled model are in docs/bundled-model.md.
 """
 
 from __future__ import annotations
