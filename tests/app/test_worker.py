@@ -149,7 +149,10 @@ def test_out_of_memory_message_suggests_fewer_samples():
 
 
 class _MatmulModel(CountingModel):
-    """A fake whose every call does ~40 ms of real torch work (GIL released inside kernels)."""
+    """A fake whose every call does >= 25 ms of real torch work (GIL released inside kernels).
+
+    Timed, not counted: a fixed number of matmuls took ~40 ms on a busy machine but ~5 ms on a
+    quiet one with AMX, too short a run for the stall meter to sample (CI saw 10 ticks)."""
 
     def __init__(self):
         super().__init__(size=16)
@@ -157,7 +160,8 @@ class _MatmulModel(CountingModel):
 
     def __call__(self, x_t, t):
         b = self.a
-        for _ in range(8):
+        end = time.perf_counter() + 0.025
+        while time.perf_counter() < end:
             b = torch.tanh(b @ self.a)
         return super().__call__(x_t, t)
 
