@@ -271,7 +271,7 @@ class IaNDiffusion:
         self,
         model: Model,
         shape: Sequence[int],
-        constraint: Constraint,
+        constraint: Constraint | None,
         sampler: str = "hot",
         steps: int = 250,
         k: int = 2,
@@ -281,9 +281,10 @@ class IaNDiffusion:
         dtype: torch.dtype = torch.float32,
         return_xt: bool = False,
     ) -> Iterator[Step]:
-        """The hot or cold sampler with ``constraint(x, t, generators) -> x`` applied to the state
+        """Any sampler by name, with ``constraint(x, t, generators) -> x`` applied to the state
         after every update (and to each shown ``x0_hat`` at ``t = 0``): the seam guided samplers
-        (in-fill, super-resolution: :mod:`prdit.editing`) use, same ``Step`` contract."""
+        (in-fill, super-resolution: :mod:`prdit.editing`) use, same ``Step`` contract. With
+        ``constraint=None`` it is plain sampling: the one place a sampler name is dispatched."""
         if sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
         if sampler in SOLVERS:
@@ -377,14 +378,12 @@ def sample(
     ``k`` is used by the hot sampler only.
     """
     name = str(sampler).strip().lower()
-    opts = {"generator": generator, "device": device, "dtype": dtype, "return_xt": return_xt}
-    if name == "cold":
-        return (diffusion or _DEFAULT).sample_cold(model, shape, steps, **opts)
-    if name == "hot":
-        return (diffusion or _DEFAULT).sample_hot(model, shape, steps, k, **opts)
-    if name in SOLVERS:
-        return (diffusion or _DEFAULT).sample_solver(model, shape, steps, name, **opts)
-    raise ValueError(f"unknown sampler {sampler!r}; expected one of {', '.join(SAMPLERS)}")
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; expected one of {', '.join(SAMPLERS)}")
+    return (diffusion or _DEFAULT).sample_guided(
+        model, shape, None, name, steps, k, generator=generator, device=device, dtype=dtype,
+        return_xt=return_xt,
+    )  # fmt: skip
 
 
 def run_to_end(steps: Iterator[Step]) -> torch.Tensor:
