@@ -26,7 +26,7 @@ and turns its result back into HU volumes with geometry.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +41,17 @@ class EditError(ValueError):
     """An edit that cannot be made as asked; the message names the setting and what is wrong."""
 
 
+def _at_noise_level(
+    diffusion: IaNDiffusion, clean: torch.Tensor, t: int, draw: Callable[[], torch.Tensor]
+) -> torch.Tensor:
+    """``clean`` taken to step ``t``'s noise level by the forward process (``diffusion.q_sample``)
+    with standard normal noise from ``draw()``; at ``t = 0`` (no noise) ``clean`` itself, and
+    nothing is drawn, so the generators' streams stay where the samplers expect them."""
+    if t == 0 or math.sin(diffusion.angle(float(t))) == 0.0:
+        return clean
+    return diffusion.q_sample(clean, t, draw())
+
+
 def infill_constraint(known: torch.Tensor, mask: torch.Tensor, diffusion: IaNDiffusion):
     """``constraint(x, t, generators)``: ``x`` inside ``mask``, the noised ``known`` outside it."""
     if known.shape != mask.shape:
@@ -48,12 +59,9 @@ def infill_constraint(known: torch.Tensor, mask: torch.Tensor, diffusion: IaNDif
     region = mask.to(torch.bool)
 
     def apply(x: torch.Tensor, t: int, gens: Generators) -> torch.Tensor:
-        beta = diffusion.angle(float(t))
-        if t == 0 or math.sin(beta) == 0.0:
-            noisy = known.to(x.dtype)
-        else:
-            eps = _randn(tuple(x.shape), gens, x.device, x.dtype)
-            noisy = math.cos(beta) * known.to(x.dtype) + math.sin(beta) * diffusion.noise_scale * eps
+        noisy = _at_noise_level(
+            diffusion, known.to(x.dtype), t, lambda: _randn(tuple(x.shape), gens, x.device, x.dtype)
+        )
         return torch.where(region.to(x.device), x, noisy)
 
     return apply
@@ -146,11 +154,12 @@ def superres_constraint(low: torch.Tensor, factor: int, diffusion: IaNDiffusion)
         return x.repeat_interleave(f, 2).repeat_interleave(f, 3).repeat_interleave(f, 4)
 
     def apply(x: torch.Tensor, t: int, gens: Generators) -> torch.Tensor:
-        beta = diffusion.angle(float(t))
-        target = low.to(x.device, x.dtype)
-        if t != 0 and math.sin(beta) != 0.0:
-            eps = _randn(tuple(x.shape), gens, x.device, x.dtype)
-            target = math.cos(beta) * target + math.sin(beta) * diffusion.noise_scale * down(eps)
+        target = _at_noise_level(
+            diffusion,
+            low.to(x.device, x.dtype),
+            t,
+            lambda: down(_randn(tuple(x.shape), gens, x.device, x.dtype)),
+        )
         return x - up(down(x)) + up(target)
 
     return apply
