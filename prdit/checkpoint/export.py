@@ -74,16 +74,7 @@ def export_model(
     out_meta.update(weights="ema" if use_ema else "model", source_sha256=sha256_file(weights_file))
     if quantization is not None:
         out_meta["quantization"] = quantization
-    if sampling is not None:
-        out_meta[SAMPLING_META_KEY] = sampling.to_meta(sampling_note)
-    if display is not None:
-        out_meta[DISPLAY_META_KEY] = display.to_meta()
-    from safetensors.torch import save
-
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(out, save(plain_state(state), metadata=meta_to_str(out_meta)), fsync=True)
-    return out
+    return _write_model(out, state, out_meta, sampling, sampling_note, display)
 
 
 def restamp_model(
@@ -96,19 +87,22 @@ def restamp_model(
     """A single-file model with new recommendations and the same tensors, bit for bit (a benchmark
     chose better sampler settings; re-exporting would re-quantize). Only ``sampling`` (and
     ``display``) change in the metadata; ``None`` keeps what the file has."""
-    import json
-
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(model_file), framework="pt", device="cpu") as f:
-            raw_meta = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}  # as stored: int8 stays int8
-        meta = json.loads(raw_meta.get("prdit", "{}"))
-    except Exception as exc:  # safetensors raises its own error types
-        raise CheckpointError(f"{model_file}: not a readable prdit model file ({exc})") from exc
+    state, meta = load_safetensors(model_file, dequantize=False)  # as stored: int8 stays int8
     if not meta.get("model_name") or not meta.get("input_size"):
         raise CheckpointError(f"{model_file}: not a prdit single-file model (no model_name/input_size)")
+    return _write_model(out, state, meta, sampling, sampling_note, display)
+
+
+def _write_model(
+    out: str | Path,
+    state: dict[str, torch.Tensor],
+    meta: dict,
+    sampling: SamplerDefaults | None,
+    sampling_note: str | None,
+    display: DisplayWindow | None,
+) -> Path:
+    """Stamp the recommendations given (``None`` keeps ``meta``'s) and write the single-file model
+    atomically: the one writer of :func:`export_model` and :func:`restamp_model`."""
     if sampling is not None:
         meta[SAMPLING_META_KEY] = sampling.to_meta(sampling_note)
     if display is not None:

@@ -126,8 +126,13 @@ def read_safetensors_header(path: str | Path) -> tuple[dict[str, tuple[str, list
     return tensors, meta
 
 
-def load_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Tensors and our JSON metadata (``{}`` when the file has none) of a safetensors file."""
+def load_safetensors(
+    path: str | Path, dequantize: bool = True
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Tensors and our JSON metadata (``{}`` when the file has none) of a safetensors file.
+
+    ``dequantize=False`` returns int8 tensors and their scales as stored (to rewrite a file's
+    metadata without touching its tensors)."""
     from safetensors import safe_open
 
     path = Path(path)
@@ -143,7 +148,7 @@ def load_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[st
             meta = json.loads(raw_meta["prdit"])
         except json.JSONDecodeError as exc:
             raise CheckpointError(f"checkpoint {path}: corrupt PRDiT metadata ({exc})") from exc
-    if meta.get("quantization"):
+    if dequantize and meta.get("quantization"):
         tensors = dequantize_state(tensors, meta["quantization"], path)
     return tensors, meta
 
