@@ -151,36 +151,14 @@ class VolumeScene:
         sphere.SetThetaResolution(24)
         sphere.SetPhiResolution(12)
         for kind, source in (("box", self.region_box), ("sphere", sphere)):
-            m = vtkPolyDataMapper()
-            m.SetInputConnection(source.GetOutputPort())
-            actor = vtkActor()
-            actor.SetMapper(m)
-            prop = actor.GetProperty()
-            prop.SetRepresentationToWireframe()
-            prop.SetColor(0.29, 0.82, 1.0)
-            prop.SetLineWidth(2.0)
-            prop.LightingOff()
-            actor.VisibilityOff()
-            self.region_actors[kind] = actor
-            self.renderer.AddActor(actor)
+            self.region_actors[kind] = self._add_wire_actor(source, (0.29, 0.82, 1.0))
 
         self.planes: dict[int, object] = {}
         self.plane_actors: dict[int, object] = {}
         for axis, color in PLANE_COLORS.items():
             src = vtkPlaneSource()
-            m = vtkPolyDataMapper()
-            m.SetInputConnection(src.GetOutputPort())
-            actor = vtkActor()
-            actor.SetMapper(m)
-            prop = actor.GetProperty()
-            prop.SetRepresentationToWireframe()
-            prop.SetColor(*color)
-            prop.SetLineWidth(2.0)
-            prop.LightingOff()
-            actor.VisibilityOff()
             self.planes[axis] = src
-            self.plane_actors[axis] = actor
-            self.renderer.AddActor(actor)
+            self.plane_actors[axis] = self._add_wire_actor(src, color)
 
         self.size: tuple[int, int, int] | None = None
         self.flat = False  # the data is one voxel thick along some axis: no volume rendering
@@ -188,6 +166,24 @@ class VolumeScene:
         self.preset: VolumeRenderingPreset | None = None
         self._full_sample_distance = -1.0
         self.set_preset(volume_rendering_preset(DEFAULT_VR_PRESET))
+
+    def _add_wire_actor(self, source, color: tuple[float, float, float]):
+        """A hidden, unlit 2 px wireframe of ``source`` in ``color``, added to the renderer (the
+        slice-plane outlines and the edit region's box and ellipsoid)."""
+        from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper
+
+        mapper = vtkPolyDataMapper()
+        mapper.SetInputConnection(source.GetOutputPort())
+        actor = vtkActor()
+        actor.SetMapper(mapper)
+        prop = actor.GetProperty()
+        prop.SetRepresentationToWireframe()
+        prop.SetColor(*color)
+        prop.SetLineWidth(2.0)
+        prop.LightingOff()
+        actor.VisibilityOff()
+        self.renderer.AddActor(actor)
+        return actor
 
     # -------------------------------------------------------------- orientation cube
     @staticmethod
