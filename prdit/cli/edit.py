@@ -29,7 +29,7 @@ from prdit.cli.threads import add_threads_argument, threads_for_cpu
 from prdit.sampler_names import SAMPLERS
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
+def _add_common(p: argparse.ArgumentParser, denoised_because: str) -> None:
     p.add_argument("--model", metavar="CKPT", help="model to edit with (default: the bundled default model)")
     p.add_argument("--steps", type=int, help="sampling steps (default: the model's recommendation, else 50)")
     p.add_argument("--sampler", choices=SAMPLERS, help="default: the model's recommendation")
@@ -39,6 +39,12 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace the outputs already in DIR")
     add_threads_argument(p)
     add_precision_argument(p)
+    p.add_argument(
+        "--end",
+        choices=("sample", "denoised"),
+        default="denoised",
+        help=f"the last denoised estimate (default: {denoised_because}; docs/editing.md) or the sample",
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,12 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--mask", metavar="LABELS", help="a label map of INPUT (NIfTI or DICOM SEG): its voxels > 0"
     )
     p.add_argument("--label", type=int, help="with --mask: only this label")
-    _add_common(p)
-    p.add_argument(
-        "--end",
-        choices=("sample", "denoised"),
-        default="denoised",
-        help="the last denoised estimate (default: fewer seams, closer HU; docs/editing.md) or the sample",
+    _add_common(
+        p, "the last denoised estimate (default: fewer seams, closer HU; docs/editing.md) or the sample"
     )
     q = sub.add_parser(
         "superres", help="make a volume finer with the model; averaged back, it equals the input"
@@ -79,12 +81,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--factor", type=int, default=2, choices=(2, 4), help="times finer than the measurement (default 2)"
     )
     q.add_argument("--baseline", action="store_true", help="also write trilinear.nii.gz (the baseline)")
-    _add_common(q)
-    q.add_argument(
-        "--end",
-        choices=("sample", "denoised"),
-        default="denoised",
-        help="the last denoised estimate (default: closest to the truth, docs/editing.md) or the sample",
+    _add_common(
+        q, "the last denoised estimate (default: closest to the truth, docs/editing.md) or the sample"
     )
 
 
