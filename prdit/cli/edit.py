@@ -70,9 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--mask", metavar="LABELS", help="a label map of INPUT (NIfTI or DICOM SEG): its voxels > 0"
     )
     p.add_argument("--label", type=int, help="with --mask: only this label")
-    _add_common(
-        p, "the last denoised estimate (default: fewer seams, closer HU; docs/editing.md) or the sample"
-    )
+    _add_common(p, "fewer seams, closer HU")
     q = sub.add_parser(
         "superres", help="make a volume finer with the model; averaged back, it equals the input"
     )
@@ -81,9 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--factor", type=int, default=2, choices=(2, 4), help="times finer than the measurement (default 2)"
     )
     q.add_argument("--baseline", action="store_true", help="also write trilinear.nii.gz (the baseline)")
-    _add_common(
-        q, "the last denoised estimate (default: closest to the truth, docs/editing.md) or the sample"
-    )
+    _add_common(q, "closest to the truth")
 
 
 def run(args: argparse.Namespace) -> int:
