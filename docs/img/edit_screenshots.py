@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "xcb")
@@ -25,15 +24,7 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-
-def pump(app: QApplication, seconds: float, until=None) -> bool:
-    end = time.time() + seconds
-    while time.time() < end:
-        app.processEvents()
-        if until is not None and until():
-            return True
-        time.sleep(0.02)
-    return until is None
+from shots_common import pump  # noqa: E402  (docs/img, this script's folder)
 
 
 def main() -> int:
