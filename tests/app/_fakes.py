@@ -1,7 +1,7 @@
 """Fakes for the studio's generation tests: a counting model and an IaN-style sampler generator.
 
-They follow the engine's contract (``Step(index, total, t, x0_hat, x_t=None, sample=None)``,
-a generator that a consumer may close) so that worker tests do not depend on training anything.
+They yield the engine's own ``Step`` events from a generator that a consumer may close, so that
+worker tests do not depend on training anything.
 """
 
 from __future__ import annotations
@@ -9,21 +9,11 @@ from __future__ import annotations
 import math
 import threading
 import time
-from dataclasses import dataclass
 
 import torch
 
 from prdit.model_info import ModelInfo
-
-
-@dataclass
-class FakeStep:
-    index: int
-    total: int
-    t: int
-    x0_hat: torch.Tensor
-    x_t: torch.Tensor | None = None
-    sample: torch.Tensor | None = None
+from prdit.steps import Step
 
 
 class CountingModel:
@@ -69,7 +59,7 @@ def fake_sampler(model: CountingModel, batch: int, steps: int, gens=None):
         g_t = math.sin(beta) * x0_hat - math.cos(beta) * n_hat
         x_next = x + (beta - beta_next) * g_t
         final = x0_hat if i == steps - 1 else None
-        yield FakeStep(i, steps, t, x0_hat, x, final)
+        yield Step(i, steps, t, x0_hat, x, final)
         x = x_next
 
 
