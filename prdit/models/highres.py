@@ -249,9 +249,8 @@ class HighResPRDiT(nn.Module):
         else:
             image = F.interpolate(out_lo[:, c:], size=x.shape[2:], mode="trilinear", align_corners=False)
         if cfg.noise == "implied":
-            t_vec = torch.as_tensor(t, device=x.device)
-            t_vec = t_vec.expand(x.shape[0]) if t_vec.ndim == 0 else t_vec
-            noise = implied_noise(x, image, t_vec, cfg.noise_scale, cfg.num_timesteps, cfg.noise_image_var)
+            t_b = torch.as_tensor(t, device=x.device)  # [B] or a scalar: implied_noise broadcasts either
+            noise = implied_noise(x, image, t_b, cfg.noise_scale, cfg.num_timesteps, cfg.noise_image_var)
         else:
             noise = F.interpolate(out_lo[:, :c], size=x.shape[2:], mode="nearest")
         return torch.cat([noise, image], dim=1)
