@@ -61,11 +61,12 @@ class ModelConfig:
     # Stage 3 only: where the base's upsampled image lands: "block" (the spec: block centres) or
     # "picked" (the voxels nearest downsampling fed it; no drift, see prdit/models/highres.py).
     highres_alignment: Literal["block", "picked"] = "block"
-    # Stage 3 only: how the base's noise answer reaches full resolution: "nearest" (the spec) or
-    # "implied" (from the noisy input and the upsampled image; a fresh model starts ~6x closer,
-    # see prdit/models/highres.py implied_noise), with highres_noise_image_var the assumed variance
-    # of the upsampled image's error in [-1, 1] data units.
-    highres_noise: Literal["nearest", "implied"] = "nearest"
+    # Stage 3 only: how the base's noise answer reaches full resolution: "nearest" (the spec),
+    # "fed" (only on the voxels the base was fed, zero on the rest) or "implied" (from the noisy
+    # input and the upsampled image; a fresh model starts ~6x closer, see prdit/models/highres.py
+    # implied_noise), with highres_noise_image_var the assumed variance of the upsampled image's
+    # error in [-1, 1] data units.
+    highres_noise: Literal["nearest", "fed", "implied"] = "nearest"
     highres_noise_image_var: float = 0.01
     # Stage 2 only: train the whole model (local denoiser and global branch) jointly from random
     # weights instead of loading a frozen stage-1 checkpoint. Not the paper's recipe: it is the

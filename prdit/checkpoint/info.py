@@ -201,6 +201,8 @@ def _branch_line(config: Any) -> str | None:
     noise = config.get("noise", "nearest")
     if noise == "implied":
         noise = f"implied (image error variance {config.get('noise_image_var')})"
+    elif noise == "fed":
+        noise = "on the fed voxels only"
     return (
         f"patch {config.get('patch')}, stride {config.get('stride')}, width {width}; "
         f"base image {config.get('alignment', 'block')}-aligned, noise {noise}"

@@ -170,7 +170,7 @@ def test_implied_noise_starts_a_stage3_model_on_the_bundled_base_far_closer():
     diffusion = IaNDiffusion()
     g = torch.Generator().manual_seed(1)
     losses = {}
-    for noise in ("nearest", "implied"):
+    for noise in ("nearest", "fed", "implied"):
         hr = build_highres_model(base, input_size=64, patch=10, width=16, alignment="picked", noise=noise)
         hr.eval()
         g.manual_seed(1)
@@ -181,6 +181,30 @@ def test_implied_noise_starts_a_stage3_model_on_the_bundled_base_far_closer():
         losses[noise] = total / 2
     assert losses["implied"] < 0.5 * losses["nearest"], losses
     assert losses["implied"] < 0.2, losses  # zero noise alone costs 0.25
+    assert losses["fed"] < 0.25 < losses["nearest"], losses  # a copied neighbour's noise is worse than none
+
+
+def test_fed_noise_is_the_base_answer_on_the_fed_voxels_and_zero_elsewhere():
+    """Nearest downsampling gives the base voxel f*i; "fed" fusion puts the base's noise answer
+    there and nowhere else, and the model's noise channel is exactly that at a fresh branch."""
+    from prdit.models.highres import fed_voxels_only
+
+    lo = torch.randn(2, 1, 4, 4, 4)
+    hi = fed_voxels_only(lo, 2)
+    assert hi.shape == (2, 1, 8, 8, 8)
+    assert torch.equal(hi[..., ::2, ::2, ::2], lo)
+    mask = torch.zeros(8, 8, 8, dtype=torch.bool)
+    mask[::2, ::2, ::2] = True
+    assert torch.count_nonzero(hi[..., ~mask]) == 0
+    base = _trained_looking_base()
+    hr = build_highres_model(base, input_size=32, patch=10, noise="fed").eval()
+    assert build_model_from_config(hr.config.to_dict()).config.noise == "fed"
+    x = 0.5 * torch.randn(1, 1, 32, 32, 32, generator=torch.Generator().manual_seed(3))
+    t = torch.tensor([400])
+    with torch.no_grad():
+        noise_hi = hr(x, t)[:, :1]
+        noise_lo = base(F.interpolate(x, size=(16, 16, 16), mode="nearest"), t)[:, :1]
+    torch.testing.assert_close(noise_hi, fed_voxels_only(noise_lo, 2))
 
 
 def test_stage3_rejects_bad_sizes():
