@@ -23,6 +23,8 @@ The report reads both runs' ``metrics.jsonl``:
 
     python benchmarks/reuse_cost.py --out runs/reuse-cost              # run both arms, then report
     python benchmarks/reuse_cost.py --out runs/reuse-cost --report     # report on finished runs
+    python benchmarks/reuse_cost.py --out runs/reuse-cost-fed --report --against runs/reuse-cost-implied
+        # a stage-3 arm trained alone (runs/reuse-cost-fed/stage3) against an earlier run's scratch arm
 
 ``--stage3-config FILE`` measures another stage-3 preset against the same scratch arm (e.g.
 ``benchmarks/configs/stage3-implied-64.yaml``). ``--scratch-factor F`` stops the scratch arm
@@ -90,16 +92,52 @@ def first_reaching(curve: list[tuple[int, float | None, float]], loss: float) ->
     return None
 
 
-def report(out: Path) -> dict:
-    a, b = read_curve(out / "stage3"), read_curve(out / "scratch")
-    if not a["curve"] or not b["curve"]:
-        raise SystemExit("both arms need at least one validation")
+def paired_step_times(run: Path) -> tuple[float, float]:
+    """Seconds per step of a run's stage-3 and scratch arms while both were running."""
+    a, b = read_curve(run / "stage3"), read_curve(run / "scratch")
     # the window in which both ran: up to the end of the shorter-lived arm, in each arm's own clock
     a_end = a["rates"][-1][1]
     offset = (b["start"] or 0.0) - (a["start"] or 0.0)  # scratch started this many s after stage 3
-    both_until_b = a_end - offset
-    sec_a = step_time(a["rates"], None)
-    sec_b = step_time(b["rates"], both_until_b)
+    return step_time(a["rates"], None), step_time(b["rates"], a_end - offset)
+
+
+def branch_geometry(run: Path) -> dict:
+    """What sets a stage-3 arm's cost per step: variant, sizes, branch patch and width, batch."""
+    from prdit.config import load_config
+
+    cfg = load_config(run / "config.yaml")
+    m = cfg.model
+    return {
+        "name": m.name,
+        "base_size": m.base_size,
+        "input_size": m.input_size,
+        "highres_patch": m.highres_patch,
+        "highres_width": m.highres_width,
+        "batch_size": cfg.train.batch_size,
+    }
+
+
+def report(out: Path, against: Path | None = None) -> dict:
+    """Compare ``out``'s stage-3 arm with the scratch arm of ``against`` (default ``out``).
+
+    With ``against``, the stage-3 arm trained alone is timed at the step time ``against``'s own
+    stage-3 arm had while its scratch arm ran beside it: valid only for a branch of the same cost
+    (checked: same variant, sizes, patch, width and batch; the noise fusion is a few element-wise
+    operations). The scratch arm is exactly reproducible, so its curve does not depend on the run.
+    """
+    pair = against or out
+    a, b = read_curve(out / "stage3"), read_curve(pair / "scratch")
+    if not a["curve"] or not b["curve"]:
+        raise SystemExit("both arms need at least one validation")
+    if against is not None:
+        mine, theirs = branch_geometry(out / "stage3"), branch_geometry(against / "stage3")
+        if mine != theirs:
+            raise SystemExit(
+                f"--against {against}: its stage-3 arm costs differently per step ({theirs}) from "
+                f"{out / 'stage3'} ({mine}); run both arms together instead"
+            )
+        print(f"scratch arm and step times from {against} (its arms ran together); stage-3 curve from {out}")
+    sec_a, sec_b = paired_step_times(pair)
     final_step, final_secs, final_loss = a["curve"][-1]
     reach_a = first_reaching(a["curve"], final_loss)
     reach_b = first_reaching(b["curve"], final_loss)
@@ -243,11 +281,21 @@ def main(argv: list[str] | None = None) -> int:
         help="the stage-3 arm's preset (default: the shipped 64^3 model's)",
     )
     ap.add_argument("--report", action="store_true", help="only report on the runs already in --out")
+    ap.add_argument(
+        "--against",
+        type=Path,
+        default=None,
+        metavar="RUN",
+        help="with --report: compare --out's stage-3 arm (trained alone) with RUN's scratch arm, "
+        "at the step times RUN's two arms had while running together",
+    )
     args = ap.parse_args(argv)
     if not args.stage3_config.is_file():
         ap.error(f"--stage3-config: {args.stage3_config} is not a file")
+    if args.against is not None and not args.report:
+        ap.error("--against: only with --report (a run of both arms times them itself)")
     if args.report:
-        report(args.out)
+        report(args.out, args.against)
     else:
         run(args.out, args.threads, args.scratch_factor, args.set, {**ARMS, "stage3": args.stage3_config})
     return 0
