@@ -1,0 +1,75 @@
+"""benchmarks/reuse_cost.py's report: the time ratios it prints are the ones the curves imply, and
+``--against`` refuses a stage-3 arm whose branch costs differently per step from the run it borrows
+the scratch arm and step times from."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _reuse_cost():
+    spec = importlib.util.spec_from_file_location("reuse_cost", ROOT / "benchmarks" / "reuse_cost.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["reuse_cost"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _arm(folder: Path, config: Path, sec_per_step: float, vals: dict[int, float], **model) -> None:
+    """A finished ``prdit train`` run: its config and a metrics.jsonl at a steady step time."""
+    folder.mkdir(parents=True)
+    cfg = yaml.safe_load(config.read_text(encoding="utf-8"))
+    cfg["model"].update(model)
+    (folder / "config.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    rows = [{"event": "start", "step": 0, "time": 1000.0}]
+    for step in range(25, max(vals) + 1, 25):
+        rows.append({"step": step, "elapsed_s": step * sec_per_step, "steps_per_s": 1 / sec_per_step})
+        if step in vals:
+            rows.append({"val_loss": vals[step], "val_loss_ema": vals[step], "step": step})
+    (folder / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+
+
+STAGE3 = ROOT / "resources" / "configs" / "studio-default-stage3.yaml"
+SCRATCH = ROOT / "benchmarks" / "configs" / "scratch-64.yaml"
+
+
+def test_report_against_an_earlier_run_uses_its_scratch_arm_and_paired_step_times(tmp_path, capsys):
+    rc = _reuse_cost()
+    earlier, alone = tmp_path / "earlier", tmp_path / "alone"
+    _arm(earlier / "stage3", STAGE3, 0.5, {250: 0.30, 500: 0.20})
+    _arm(earlier / "scratch", SCRATCH, 2.0, {250: 0.40, 500: 0.25, 750: 0.15, 1000: 0.10})
+    # trained alone, on a quieter machine (0.3 s a step): timed at the earlier run's 0.5 s instead
+    _arm(alone / "stage3", STAGE3, 0.3, {250: 0.20, 500: 0.12}, highres_noise="fed")
+    result = rc.report(alone, against=earlier)
+    assert result["seconds_per_step"]["stage3"] == pytest.approx(0.5)
+    assert result["seconds_per_step"]["scratch"] == pytest.approx(2.0)
+    assert result["stage3_final"]["val_loss_ema"] == pytest.approx(0.12)
+    assert result["scratch_reached"]["step"] == 1000  # first scratch validation at or below 0.12
+    levels = {round(r["val_loss_ema"], 2): r for r in result["levels"]}
+    assert levels[0.2]["scratch_step"] == 750
+    assert levels[0.2]["ratio"] == pytest.approx(250 * 0.5 / (750 * 2.0))
+    assert levels[0.12]["ratio"] == pytest.approx(500 * 0.5 / (1000 * 2.0))
+    assert "scratch arm and step times from" in capsys.readouterr().out
+    assert (alone / "reuse_cost.json").is_file()
+
+
+def test_report_against_refuses_a_branch_of_another_cost(tmp_path):
+    rc = _reuse_cost()
+    earlier, alone = tmp_path / "earlier", tmp_path / "alone"
+    _arm(earlier / "stage3", STAGE3, 0.5, {250: 0.30})
+    _arm(earlier / "scratch", SCRATCH, 2.0, {250: 0.40})
+    _arm(alone / "stage3", STAGE3, 0.5, {250: 0.20}, highres_width=512)
+    with pytest.raises(SystemExit, match="costs differently per step"):
+        rc.report(alone, against=earlier)
+    shutil.rmtree(alone)
+    with pytest.raises(SystemExit, match="no metrics.jsonl"):
+        rc.report(alone, against=earlier)
