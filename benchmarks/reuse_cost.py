@@ -92,9 +92,8 @@ def first_reaching(curve: list[tuple[int, float | None, float]], loss: float) ->
     return None
 
 
-def paired_step_times(run: Path) -> tuple[float, float]:
-    """Seconds per step of a run's stage-3 and scratch arms while both were running."""
-    a, b = read_curve(run / "stage3"), read_curve(run / "scratch")
+def paired_step_times(a: dict, b: dict) -> tuple[float, float]:
+    """Seconds per step of one run's stage-3 and scratch arms (``read_curve``) while both ran."""
     # the window in which both ran: up to the end of the shorter-lived arm, in each arm's own clock
     a_end = a["rates"][-1][1]
     offset = (b["start"] or 0.0) - (a["start"] or 0.0)  # scratch started this many s after stage 3
@@ -125,8 +124,7 @@ def report(out: Path, against: Path | None = None) -> dict:
     (checked: same variant, sizes, patch, width and batch; the noise fusion is a few element-wise
     operations). The scratch arm is exactly reproducible, so its curve does not depend on the run.
     """
-    pair = against or out
-    a, b = read_curve(out / "stage3"), read_curve(pair / "scratch")
+    a, b = read_curve(out / "stage3"), read_curve((against or out) / "scratch")
     if not a["curve"] or not b["curve"]:
         raise SystemExit("both arms need at least one validation")
     if against is not None:
@@ -137,7 +135,7 @@ def report(out: Path, against: Path | None = None) -> dict:
                 f"{out / 'stage3'} ({mine}); run both arms together instead"
             )
         print(f"scratch arm and step times from {against} (its arms ran together); stage-3 curve from {out}")
-    sec_a, sec_b = paired_step_times(pair)
+    sec_a, sec_b = paired_step_times(read_curve(against / "stage3") if against else a, b)
     final_step, final_secs, final_loss = a["curve"][-1]
     reach_a = first_reaching(a["curve"], final_loss)
     reach_b = first_reaching(b["curve"], final_loss)
