@@ -20,6 +20,10 @@ The report reads both runs' ``metrics.jsonl``:
   to reach the same loss (or that it had not reached it when it stopped). Times are given as
   measured (wall clock) and as steps x the arm's step time while both ran, which does not flatter
   an arm that ran on alone on a quieter machine.
+* the same for the trained weights' own (raw) validation loss. The EMA weights start as the
+  initial weights and forget them in the same number of steps in both arms, so for most of a
+  short run the EMA curves compare step times rather than learning; the raw loss is noisier but
+  has no such lag. ``reuse_quality.py`` asks the question in samples instead of losses.
 
     python benchmarks/reuse_cost.py --out runs/reuse-cost              # run both arms, then report
     python benchmarks/reuse_cost.py --out runs/reuse-cost --report     # report on finished runs
@@ -50,13 +54,15 @@ ARMS = {
 
 
 def read_curve(run: Path) -> dict:
-    """Step timings and the (step, seconds, EMA val loss) curve of one run's ``metrics.jsonl``."""
+    """Step timings and the (step, seconds, val loss) curves of one run's ``metrics.jsonl``: the EMA
+    weights' (``curve``) and the trained weights' own (``raw_curve``)."""
     path = run / "metrics.jsonl"
     if not path.is_file():
         raise SystemExit(f"{run}: no metrics.jsonl (has this arm been started?)")
     elapsed: dict[int, float] = {}
     rates: list[tuple[int, float, float]] = []  # (step, time, steps_per_s)
     vals: list[tuple[int, float]] = []
+    raw: list[tuple[int, float]] = []
     start = finished = None
     offset = last = 0.0  # a resumed run restarts elapsed_s: continue its clock where the last one ended
     for line in path.read_text(encoding="utf-8").splitlines():
@@ -72,8 +78,10 @@ def read_curve(run: Path) -> dict:
             rates.append((int(row["step"]), last, float(row["steps_per_s"])))
         if "val_loss_ema" in row:
             vals.append((int(row["step"]), float(row["val_loss_ema"])))
+            raw.append((int(row["step"]), float(row["val_loss"])))
     curve = [(s, elapsed.get(s), v) for s, v in vals]
-    return {"start": start, "rates": rates, "curve": curve, "finished": finished}
+    raw_curve = [(s, elapsed.get(s), v) for s, v in raw]
+    return {"start": start, "rates": rates, "curve": curve, "raw_curve": raw_curve, "finished": finished}
 
 
 def step_time(rates: list[tuple[int, float, float]], until: float | None) -> float:
@@ -179,6 +187,25 @@ def report(out: Path, against: Path | None = None) -> dict:
             f"{last['step'] * sec_b / 60:.1f} min at its step time = "
             f"{last['step'] * sec_b / t_a:.2f}x stage 3's time)"
         )
+    # The EMA weights start as the initial weights and forget them at the same rate, in steps, in
+    # both arms; stage 3's steps are cheaper, so early on the EMA curve reads as the step-time ratio
+    # whatever the arms learn. The trained weights' own loss has no such lag (but is noisier).
+    raw_step, _raw_secs, raw_loss = a["raw_curve"][-1]
+    raw_hit = first_reaching(b["raw_curve"], raw_loss)
+    result["raw"] = {
+        "stage3_final": {"step": raw_step, "val_loss": raw_loss},
+        "scratch_reached": {"step": raw_hit[0], "normalised_s": raw_hit[0] * sec_b} if raw_hit else None,
+        "ratio": t_a / (raw_hit[0] * sec_b) if raw_hit else None,
+        "curves": {"stage3": a["raw_curve"], "scratch": b["raw_curve"]},
+    }
+    if raw_hit:
+        print(
+            f"raw (not EMA) val loss: stage 3 ends at {raw_loss:.4f}; scratch first at or below it at step "
+            f"{raw_hit[0]} ({raw_hit[0] * sec_b / 60:.1f} min at its step time): stage 3 took "
+            f"{result['raw']['ratio']:.2f}x its time"
+        )
+    else:
+        print(f"raw (not EMA) val loss: stage 3 ends at {raw_loss:.4f}; scratch never got there")
     # the same question at every loss stage 3 passed through: how long each arm needed to get there
     levels = []
     for step, _secs, val in a["curve"]:
@@ -203,11 +230,14 @@ def report(out: Path, against: Path | None = None) -> dict:
                 f"{row['val_loss_ema']:.4f}        {row['stage3_step']:5d}         {row['scratch_step']:5d}"
                 f"         {row['ratio']:.2f}"
             )
-    print("\nstep  stage3_val_ema  scratch_val_ema")
+    print("\nstep  stage3_val_ema  scratch_val_ema  stage3_val_raw  scratch_val_raw")
     bmap = {s: v for s, _, v in b["curve"]}
+    a_raw = {s: v for s, _, v in a["raw_curve"]}
+    b_raw = {s: v for s, _, v in b["raw_curve"]}
     for s, _, v in a["curve"]:
-        other = f"{bmap[s]:.4f}" if s in bmap else "-"
-        print(f"{s:5d}  {v:.4f}          {other}")
+        other = f"{bmap[s]:.4f}" if s in bmap else "-     "
+        other_raw = f"{b_raw[s]:.4f}" if s in b_raw else "-"
+        print(f"{s:5d}  {v:.4f}          {other}           {a_raw[s]:.4f}          {other_raw}")
     (out / "reuse_cost.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     return result
 

@@ -1,6 +1,7 @@
-"""benchmarks/reuse_cost.py's report: the time ratios it prints are the ones the curves imply, and
-``--against`` refuses a stage-3 arm whose branch costs differently per step from the run it borrows
-the scratch arm and step times from."""
+"""benchmarks/reuse_cost.py's report: the time ratios it prints are the ones the curves imply, for
+the EMA weights' and the trained weights' own validation loss, and ``--against`` refuses a stage-3
+arm whose branch costs differently per step from the run it borrows the scratch arm and step
+times from."""
 
 from __future__ import annotations
 
@@ -24,8 +25,16 @@ def _reuse_cost():
     return module
 
 
-def _arm(folder: Path, config: Path, sec_per_step: float, vals: dict[int, float], **model) -> None:
-    """A finished ``prdit train`` run: its config and a metrics.jsonl at a steady step time."""
+def _arm(
+    folder: Path,
+    config: Path,
+    sec_per_step: float,
+    vals: dict[int, float],
+    raw: dict[int, float] | None = None,
+    **model,
+) -> None:
+    """A finished ``prdit train`` run: its config and a metrics.jsonl at a steady step time; the
+    trained weights' own validation loss is ``raw`` (default: the same as the EMA's)."""
     folder.mkdir(parents=True)
     cfg = yaml.safe_load(config.read_text(encoding="utf-8"))
     cfg["model"].update(model)
@@ -34,7 +43,7 @@ def _arm(folder: Path, config: Path, sec_per_step: float, vals: dict[int, float]
     for step in range(25, max(vals) + 1, 25):
         rows.append({"step": step, "elapsed_s": step * sec_per_step, "steps_per_s": 1 / sec_per_step})
         if step in vals:
-            rows.append({"val_loss": vals[step], "val_loss_ema": vals[step], "step": step})
+            rows.append({"val_loss": (raw or vals)[step], "val_loss_ema": vals[step], "step": step})
     (folder / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
 
 
@@ -73,3 +82,31 @@ def test_report_against_refuses_a_branch_of_another_cost(tmp_path):
     shutil.rmtree(alone)
     with pytest.raises(SystemExit, match="no metrics.jsonl"):
         rc.report(alone, against=earlier)
+
+
+def test_report_gives_the_raw_loss_ratio_beside_the_ema_one(tmp_path):
+    """The EMA carries the initial weights for as many steps in both arms, which flatters the arm
+    with cheaper steps; the trained weights' own loss is compared too, and can tell another story."""
+    rc = _reuse_cost()
+    run = tmp_path / "run"
+    _arm(run / "stage3", STAGE3, 0.5, {250: 0.30, 500: 0.10}, raw={250: 0.08, 500: 0.06})
+    _arm(
+        run / "scratch",
+        SCRATCH,
+        2.0,
+        {250: 0.40, 500: 0.20, 750: 0.10},
+        raw={250: 0.07, 500: 0.05, 750: 0.04},
+    )
+    result = rc.report(run)
+    assert result["scratch_reached"]["step"] == 750  # EMA: 250 x 0.5 s against 750 x 2 s
+    assert result["raw"]["stage3_final"]["val_loss"] == pytest.approx(0.06)
+    assert result["raw"]["scratch_reached"]["step"] == 500  # first scratch raw loss <= 0.06
+    assert result["raw"]["ratio"] == pytest.approx(500 * 0.5 / (500 * 2.0))
+    (run / "scratch" / "metrics.jsonl").write_text(
+        (run / "scratch" / "metrics.jsonl")
+        .read_text()
+        .replace('"val_loss": 0.05', '"val_loss": 0.09')
+        .replace('"val_loss": 0.04', '"val_loss": 0.08'),
+        encoding="utf-8",
+    )
+    assert rc.report(run)["raw"]["scratch_reached"] is None  # never at 0.06: said, not divided by zero

@@ -1,0 +1,59 @@
+"""benchmarks/reuse_quality.py: which checkpoints count as having reached the reference model's
+sample quality, and how it refuses an --arm it cannot score."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _reuse_quality():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("reuse_quality", ROOT / "benchmarks" / "reuse_quality.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["reuse_quality"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _row(arm: str, step: int, fid: float, worst: float) -> dict:
+    return {"arm": arm, "step": step, "fid": fid, "worst_inside": worst}
+
+
+def test_the_reference_is_the_first_arms_last_checkpoint_and_reaching_it_needs_fid_and_anatomy():
+    rq = _reuse_quality()
+    rows = [
+        _row("stage3", 1500, 9.0, 0.93),
+        _row("stage3", 2000, 8.2, 0.91),  # the reference: stage 3's final model
+        _row("scratch", 1500, 51.0, 0.55),  # worse on both
+        _row("scratch", 2500, 8.0, 0.80),  # FID as good, but anatomy below the 90 % bar
+        _row("scratch", 3000, 8.2, 0.90),  # equal FID, anatomy exactly at the bar: reached
+    ]
+    ref = rq.mark_reached(rows, "stage3")
+    assert (ref["arm"], ref["step"]) == ("stage3", 2000)
+    reached = {(r["arm"], r["step"]): r["reached_reference"] for r in rows}
+    assert reached == {
+        ("stage3", 1500): False,
+        ("stage3", 2000): True,
+        ("scratch", 1500): False,
+        ("scratch", 2500): False,
+        ("scratch", 3000): True,
+    }
+
+
+def test_a_missing_reference_arm_or_checkpoint_is_named(tmp_path):
+    rq = _reuse_quality()
+    with pytest.raises(SystemExit, match="reference arm 'stage3'"):
+        rq.mark_reached([_row("scratch", 1500, 51.0, 0.55)], "stage3")
+    (tmp_path / "checkpoints" / "step_0001500").mkdir(parents=True)
+    name, run, steps = rq.parse_arm(f"scratch={tmp_path}:1500")
+    assert (name, run, steps) == ("scratch", tmp_path, [1500])
+    with pytest.raises(SystemExit, match="step_0002000 does not exist"):
+        rq.parse_arm(f"scratch={tmp_path}:1500,2000")
+    with pytest.raises(SystemExit, match="expected NAME=RUN:STEP"):
+        rq.parse_arm("scratch")
