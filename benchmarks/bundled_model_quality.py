@@ -117,6 +117,26 @@ def model_size(model_file: Path) -> int:
     return int(summarize_checkpoint(model_file).meta["input_size"])
 
 
+def distribution_metrics(heldout: Path, folder: Path, report: Path, metrics: str) -> dict:
+    """``prdit eval`` of ``folder`` against ``heldout`` (``metrics``, comma-separated): the report's
+    ``metrics`` section, also written to ``report``."""
+    # --fake-scale hu: every folder here is in HU; never let the "auto" check guess from the
+    # values (an untrained model's output could pass for data left in the [-1, 1] scale)
+    prdit(
+        "eval",
+        str(heldout),
+        str(folder),
+        "--metrics",
+        metrics,
+        "--fake-scale",
+        "hu",
+        "--report",
+        str(report),
+        "--no-progress",
+    )
+    return json.loads(report.read_text(encoding="utf-8"))["metrics"]
+
+
 def anatomy_table(folder: Path) -> dict[str, np.ndarray]:
     from prdit.data.anatomy import ANATOMY_KEYS, measure_anatomy
     from prdit.data.io import read_volume
@@ -248,22 +268,7 @@ def main() -> int:
     lo = {k: v.min() for k, v in heldout.items()}
     hi = {k: v.max() for k, v in heldout.items()}
     for name, folder in rows.items():
-        report = out / f"{name}.json"
-        # --fake-scale hu: every folder here is in HU; never let the "auto" check guess from the
-        # values (an untrained model's output could pass for data left in the [-1, 1] scale)
-        prdit(
-            "eval",
-            str(out / "heldout"),
-            str(folder),
-            "--metrics",
-            "fid,kid,mmd,histogram",
-            "--fake-scale",
-            "hu",
-            "--report",
-            str(report),
-            "--no-progress",
-        )
-        metrics = json.loads(report.read_text(encoding="utf-8"))["metrics"]
+        metrics = distribution_metrics(out / "heldout", folder, out / f"{name}.json", "fid,kid,mmd,histogram")
         anat = anatomy_table(folder)
         inside = {k: float(np.mean((anat[k] >= lo[k]) & (anat[k] <= hi[k]))) for k in anat}
         all_inside = float(np.mean(np.all([(anat[k] >= lo[k]) & (anat[k] <= hi[k]) for k in anat], axis=0)))

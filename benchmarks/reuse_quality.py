@@ -32,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bundled_model_quality import anatomy_table, prdit  # noqa: E402  (benchmarks/ helpers)
+from bundled_model_quality import anatomy_table, distribution_metrics, prdit  # noqa: E402 (benchmarks/)
 from reuse_cost import paired_step_times, read_curve  # noqa: E402
 
 ANATOMY_BAR = 0.9
@@ -62,19 +62,7 @@ def checkpoint(run: Path, step: int) -> Path:
 
 def score(heldout: Path, folder: Path, report: Path) -> dict:
     """FID, KID, HU W1 and in-range anatomy fractions of ``folder`` against ``heldout``."""
-    prdit(
-        "eval",
-        str(heldout),
-        str(folder),
-        "--metrics",
-        "fid,kid,histogram",
-        "--fake-scale",
-        "hu",
-        "--report",
-        str(report),
-        "--no-progress",
-    )
-    metrics = json.loads(report.read_text(encoding="utf-8"))["metrics"]
+    metrics = distribution_metrics(heldout, folder, report, "fid,kid,histogram")
     real, fake = anatomy_table(heldout), anatomy_table(folder)
     inside = {k: float(np.mean((fake[k] >= real[k].min()) & (fake[k] <= real[k].max()))) for k in fake}
     return {
