@@ -12,6 +12,8 @@ weights, the same sampler and seeds for all), scores the samples against held-ou
 (FID, KID, HU W1 and the anatomy measures' in-range fractions, as ``bundled_model_quality.py``
 does) and puts each checkpoint at its training time: step x the arm's seconds per step while
 both arms of ``--step-times`` RUN (a ``reuse_cost.py`` output folder) ran side by side.
+``montage.png`` shows mid-slices of the phantoms, the reference model and each other arm's last
+checkpoint.
 
     python benchmarks/reuse_quality.py --step-times runs/reuse-cost-lr1e3 \
         --arm stage3=runs/reuse-cost-lr1e3/stage3:2000 \
@@ -32,7 +34,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bundled_model_quality import anatomy_table, distribution_metrics, prdit  # noqa: E402 (benchmarks/)
+from bundled_model_quality import (  # noqa: E402 (benchmarks/)
+    anatomy_table,
+    distribution_metrics,
+    prdit,
+    write_montage,
+)
 from reuse_cost import paired_step_times, read_curve  # noqa: E402
 
 ANATOMY_BAR = 0.9
@@ -158,6 +165,16 @@ def main(argv: list[str] | None = None) -> int:
     ref = mark_reached(rows, arms[0][0])
     summary = {"step_times_s": times, "reference": {"arm": ref["arm"], "step": ref["step"]}, "rows": rows}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    # what the numbers look like: the reference model and every other arm's last checkpoint
+    shown = {
+        "phantoms": heldout,
+        f"{ref['arm']} {ref['minutes']:.0f} min": args.out / f"{ref['arm']}-{ref['step']}",
+    }
+    for name, _, steps in arms:
+        if name != ref["arm"]:
+            last = next(r for r in rows if r["arm"] == name and r["step"] == max(steps))
+            shown[f"{name} {last['minutes']:.0f} min"] = args.out / f"{name}-{last['step']}"
+    write_montage(shown, args.out / "montage.png", count=3, zoom=2)
 
     print(
         f"seconds per step while both arms of {pair} ran: "
