@@ -2,7 +2,7 @@
 
 ``reuse_cost.py`` compares the two arms' validation losses. At 64^3 that measure favours the
 from-scratch model: it trains every parameter at full resolution and learns per-voxel denoising
-faster per step (its raw validation loss is below stage 3's from step 500 on), while what reuse
+faster per step (its raw validation loss is below stage 3's from the first validations on), while what reuse
 saves is the global anatomy the 32^3 training already bought, which the loss barely weighs. This
 benchmark asks the question a user would: how long does each arm train before its *samples* are
 as good?
@@ -111,6 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     arms = [parse_arm(a) for a in args.arm]
+    seen: set[tuple[str, int]] = set()
+    for name, _, steps in arms:
+        for step in steps:
+            if (name, step) in seen:  # both would sample into the same folder
+                raise SystemExit(f"--arm {name}: step {step} is listed twice (samples go to {name}-{step}/)")
+            seen.add((name, step))
     pair = args.step_times
     s3, scratch = read_curve(pair / "stage3"), read_curve(pair / "scratch")
     times = dict(zip(("stage3", "scratch"), paired_step_times(s3, scratch), strict=True))
@@ -119,6 +125,20 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"--arm {name}: name must be one of {sorted(times)} (the arms of {pair})")
 
     args.out.mkdir(parents=True, exist_ok=True)
+    # --skip-existing reuses samples already in --out: never mix volumes of different settings
+    settings = {"count": args.count, "sampler": args.sampler, "k": args.k, "steps": args.steps}
+    settings_file = args.out / "settings.json"
+    if settings_file.is_file():
+        before = json.loads(settings_file.read_text(encoding="utf-8"))
+        changed = {k: (before.get(k), v) for k, v in settings.items() if before.get(k) != v}
+        if changed:
+            raise SystemExit(
+                f"{args.out} holds samples made with other settings "
+                + ", ".join(f"{k} {a} (now {b})" for k, (a, b) in changed.items())
+                + "; use another --out"
+            )
+    else:
+        settings_file.write_text(json.dumps(settings), encoding="utf-8")
     heldout = args.out / "heldout"
     if not heldout.is_dir():
         prdit(

@@ -4,6 +4,7 @@ sample quality, and how it refuses an --arm it cannot score."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -57,3 +58,32 @@ def test_a_missing_reference_arm_or_checkpoint_is_named(tmp_path):
         rq.parse_arm(f"scratch={tmp_path}:1500,2000")
     with pytest.raises(SystemExit, match="expected NAME=RUN:STEP"):
         rq.parse_arm("scratch")
+
+
+def _steady_run(folder: Path, sec_per_step: float) -> None:
+    """A metrics.jsonl at a steady step time: all ``--step-times`` reads of a run."""
+    folder.mkdir(parents=True)
+    rows = [{"event": "start", "step": 0, "time": 1000.0}]
+    rows += [
+        {"step": s, "elapsed_s": s * sec_per_step, "steps_per_s": 1 / sec_per_step}
+        for s in range(25, 501, 25)
+    ]
+    (folder / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+
+
+def test_samples_of_other_settings_or_a_step_listed_twice_are_refused_before_any_work(tmp_path):
+    rq = _reuse_quality()
+    pair, run, out = tmp_path / "pair", tmp_path / "run", tmp_path / "out"
+    _steady_run(pair / "stage3", 0.5)
+    _steady_run(pair / "scratch", 2.0)
+    (run / "checkpoints" / "step_0000500").mkdir(parents=True)
+    arm = f"stage3={run}:500"
+    with pytest.raises(SystemExit, match="step 500 is listed twice"):
+        rq.main(["--step-times", str(pair), "--arm", arm, "--arm", arm, "--out", str(out)])
+    with pytest.raises(SystemExit, match="name must be one of"):
+        rq.main(["--step-times", str(pair), "--arm", f"other={run}:500", "--out", str(out)])
+    out.mkdir()
+    (out / "settings.json").write_text(json.dumps({"count": 100, "sampler": "hot", "k": 2, "steps": 50}))
+    with pytest.raises(SystemExit, match=r"other settings k 2 \(now 3\)"):
+        rq.main(["--step-times", str(pair), "--arm", arm, "--out", str(out), "--k", "3"])
+    assert sorted(p.name for p in out.iterdir()) == ["settings.json"]  # nothing sampled or generated
