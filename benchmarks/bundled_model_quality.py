@@ -145,6 +145,11 @@ def anatomy_table(folder: Path) -> dict[str, np.ndarray]:
     return {k: np.array([r[k] for r in rows]) for k in ANATOMY_KEYS}
 
 
+def inside_fractions(table: dict[str, np.ndarray], lo: dict, hi: dict) -> dict[str, float]:
+    """Per anatomy measure, the fraction of ``table``'s volumes inside ``[lo, hi]`` (the held-out range)."""
+    return {k: float(np.mean((table[k] >= lo[k]) & (table[k] <= hi[k]))) for k in table}
+
+
 def write_montage(rows: dict[str, Path], out_png: Path, count: int = 6, zoom: int = 4) -> None:
     """Mid axial, coronal and sagittal slices (lung window) of the first volumes, a row per set."""
     from PIL import Image, ImageDraw
@@ -270,7 +275,7 @@ def main() -> int:
     for name, folder in rows.items():
         metrics = distribution_metrics(out / "heldout", folder, out / f"{name}.json", "fid,kid,mmd,histogram")
         anat = anatomy_table(folder)
-        inside = {k: float(np.mean((anat[k] >= lo[k]) & (anat[k] <= hi[k]))) for k in anat}
+        inside = inside_fractions(anat, lo, hi)
         all_inside = float(np.mean(np.all([(anat[k] >= lo[k]) & (anat[k] <= hi[k]) for k in anat], axis=0)))
         results[name] = {
             "fid": metrics["fid"]["value"],
