@@ -5,24 +5,14 @@ times from."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _reuse_cost():
-    spec = importlib.util.spec_from_file_location("reuse_cost", ROOT / "benchmarks" / "reuse_cost.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["reuse_cost"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _arm(
@@ -51,8 +41,10 @@ STAGE3 = ROOT / "resources" / "configs" / "studio-default-stage3.yaml"
 SCRATCH = ROOT / "benchmarks" / "configs" / "scratch-64.yaml"
 
 
-def test_report_against_an_earlier_run_uses_its_scratch_arm_and_paired_step_times(tmp_path, capsys):
-    rc = _reuse_cost()
+def test_report_against_an_earlier_run_uses_its_scratch_arm_and_paired_step_times(
+    tmp_path, capsys, load_benchmark
+):
+    rc = load_benchmark("reuse_cost")
     earlier, alone = tmp_path / "earlier", tmp_path / "alone"
     _arm(earlier / "stage3", STAGE3, 0.5, {250: 0.30, 500: 0.20})
     _arm(earlier / "scratch", SCRATCH, 2.0, {250: 0.40, 500: 0.25, 750: 0.15, 1000: 0.10})
@@ -71,8 +63,8 @@ def test_report_against_an_earlier_run_uses_its_scratch_arm_and_paired_step_time
     assert (alone / "reuse_cost.json").is_file()
 
 
-def test_report_against_refuses_a_branch_of_another_cost(tmp_path):
-    rc = _reuse_cost()
+def test_report_against_refuses_a_branch_of_another_cost(tmp_path, load_benchmark):
+    rc = load_benchmark("reuse_cost")
     earlier, alone = tmp_path / "earlier", tmp_path / "alone"
     _arm(earlier / "stage3", STAGE3, 0.5, {250: 0.30})
     _arm(earlier / "scratch", SCRATCH, 2.0, {250: 0.40})
@@ -84,10 +76,10 @@ def test_report_against_refuses_a_branch_of_another_cost(tmp_path):
         rc.report(alone, against=earlier)
 
 
-def test_report_gives_the_raw_loss_ratio_beside_the_ema_one(tmp_path):
+def test_report_gives_the_raw_loss_ratio_beside_the_ema_one(tmp_path, load_benchmark):
     """The EMA carries the initial weights for as many steps in both arms, which flatters the arm
     with cheaper steps; the trained weights' own loss is compared too, and can tell another story."""
-    rc = _reuse_cost()
+    rc = load_benchmark("reuse_cost")
     run = tmp_path / "run"
     _arm(run / "stage3", STAGE3, 0.5, {250: 0.30, 500: 0.10}, raw={250: 0.08, 500: 0.06})
     _arm(

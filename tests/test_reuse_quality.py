@@ -3,9 +3,7 @@ sample quality, and how it refuses an --arm it cannot score."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,21 +11,14 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _reuse_quality():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("reuse_quality", ROOT / "benchmarks" / "reuse_quality.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["reuse_quality"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def _row(arm: str, step: int, fid: float, worst: float) -> dict:
     return {"arm": arm, "step": step, "fid": fid, "worst_inside": worst}
 
 
-def test_the_reference_is_the_first_arms_last_checkpoint_and_reaching_it_needs_fid_and_anatomy():
-    rq = _reuse_quality()
+def test_the_reference_is_the_first_arms_last_checkpoint_and_reaching_it_needs_fid_and_anatomy(
+    load_benchmark,
+):
+    rq = load_benchmark("reuse_quality")
     rows = [
         _row("stage3", 1500, 9.0, 0.93),
         _row("stage3", 2000, 8.2, 0.91),  # the reference: stage 3's final model
@@ -47,8 +38,8 @@ def test_the_reference_is_the_first_arms_last_checkpoint_and_reaching_it_needs_f
     }
 
 
-def test_a_missing_reference_arm_or_checkpoint_is_named(tmp_path):
-    rq = _reuse_quality()
+def test_a_missing_reference_arm_or_checkpoint_is_named(tmp_path, load_benchmark):
+    rq = load_benchmark("reuse_quality")
     with pytest.raises(SystemExit, match="reference arm 'stage3'"):
         rq.mark_reached([_row("scratch", 1500, 51.0, 0.55)], "stage3")
     (tmp_path / "checkpoints" / "step_0001500").mkdir(parents=True)
@@ -71,8 +62,10 @@ def _steady_run(folder: Path, sec_per_step: float) -> None:
     (folder / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
 
 
-def test_samples_of_other_settings_or_a_step_listed_twice_are_refused_before_any_work(tmp_path):
-    rq = _reuse_quality()
+def test_samples_of_other_settings_or_a_step_listed_twice_are_refused_before_any_work(
+    tmp_path, load_benchmark
+):
+    rq = load_benchmark("reuse_quality")
     pair, run, out = tmp_path / "pair", tmp_path / "run", tmp_path / "out"
     _steady_run(pair / "stage3", 0.5)
     _steady_run(pair / "scratch", 2.0)
