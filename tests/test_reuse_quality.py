@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 def _row(arm: str, step: int, fid: float, worst: float) -> dict:
     return {"arm": arm, "step": step, "fid": fid, "worst_inside": worst}
